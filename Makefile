@@ -13,7 +13,7 @@ BUILD   ?= build
 OPT     ?= -O2
 CORE_OPT ?= -O3
 SAN     ?=
-PKGS    := openblas lapacke
+PKGS    := openblas lapacke libcjson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 
@@ -26,6 +26,10 @@ LDLIBS  := $(PKG_LIBS) -lm -lpthread
 CORE_SRC  := $(wildcard core/*.c)
 CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/%.o)
 LIBGPTQ   := $(BUILD)/libgptq.a
+# core/json.h is implemented over cJSON outside core/ (core never sees cJSON);
+# every program links it next to libgptq.
+JSON_OBJ  := $(BUILD)/api/json_doc.o
+ENGINE    := $(JSON_OBJ) $(LIBGPTQ)
 
 # tests/test_*.c are test programs; other tests/*.c (oracles, helpers) are linked into each.
 TEST_SRC  := $(wildcard tests/test_*.c)
@@ -38,11 +42,11 @@ BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
 HEADERS   := $(wildcard core/*.h server/*.h api/*.h)
 
-.PHONY: all test asan bench headercheck clean
+.PHONY: all test asan bench demo headercheck clean
 .DEFAULT_GOAL := all
 .SECONDARY:
 
-all: $(LIBGPTQ)
+all: $(ENGINE)
 
 # The engine's kernels want the vectoriser at full strength.
 $(CORE_OBJ): CFLAGS += $(CORE_OPT)
@@ -56,12 +60,12 @@ $(LIBGPTQ): $(CORE_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TLIB_OBJ) $(LIBGPTQ)
-	$(CC) $(LDFLAGS) -o $@ $< $(TLIB_OBJ) $(LIBGPTQ) $(LDLIBS)
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TLIB_OBJ) $(ENGINE)
+	$(CC) $(LDFLAGS) -o $@ $< $(TLIB_OBJ) $(ENGINE) $(LDLIBS)
 
-$(BUILD)/bench/%: tests/bench/%.c $(TLIB_OBJ) $(LIBGPTQ)
+$(BUILD)/bench/%: tests/bench/%.c $(TLIB_OBJ) $(ENGINE)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Icore -Itests -o $@ $< $(TLIB_OBJ) $(LIBGPTQ) $(LDLIBS)
+	$(CC) $(CFLAGS) -Icore -Itests -o $@ $< $(TLIB_OBJ) $(ENGINE) $(LDLIBS)
 
 test: $(TEST_BIN)
 	@tests/run.sh $(TEST_BIN)
@@ -69,6 +73,10 @@ test: $(TEST_BIN)
 asan:
 	$(MAKE) BUILD=build/asan OPT="-O1 -fno-omit-frame-pointer" CORE_OPT= \
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+
+# Until the daemon exists, the demo quantizes one generated layer.
+demo: $(BUILD)/bench/demo_layer
+	$(BUILD)/bench/demo_layer
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do $$b || exit 1; done
@@ -84,4 +92,4 @@ headercheck:
 clean:
 	rm -rf build
 
--include $(CORE_OBJ:.o=.d) $(TLIB_OBJ:.o=.d) $(TEST_BIN:=.d)
+-include $(CORE_OBJ:.o=.d) $(JSON_OBJ:.o=.d) $(TLIB_OBJ:.o=.d) $(TEST_BIN:=.d)

@@ -1,7 +1,8 @@
 /*
  * dtype.h - float16 and bfloat16 conversions, bit-exact with IEEE 754 and
- * with torch (round to nearest, ties to even; NaN stays NaN; overflow to
- * infinity).
+ * with torch for every non-NaN value (round to nearest, ties to even;
+ * overflow to infinity; subnormals exact).  NaN stays a quiet NaN with its
+ * sign and top payload bits (torch writes one fixed NaN instead).
  */
 #ifndef GQ_DTYPE_H
 #define GQ_DTYPE_H

@@ -29,7 +29,8 @@
 
 typedef enum { PACK_GPTQ = 1, PACK_GPTQ_V2 = 2 } pack_format;
 
-/* "gptq" / "gptq_v2" <-> pack_format; parse returns 0 or GQ_EINVAL. */
+/* "gptq" / "gptq_v2" <-> pack_format ("unknown" for any other value);
+ * parse returns 0 or GQ_EINVAL. */
 const char *pack_format_name(pack_format f);
 int pack_format_parse(pack_format *out, const char *name, gq_err *e);
 
@@ -56,7 +57,12 @@ int pack_qweight(int32_t *qweight, const uint8_t *q, size_t rows, size_t cols, i
 int unpack_qweight(uint8_t *q, const int32_t *qweight, size_t rows, size_t cols, int bits,
                    gq_err *e);
 
-/* qzeros (ngroups, rows*bits/32) from zeros (ngroups, rows), in format fmt. */
+/*
+ * qzeros (ngroups, rows*bits/32) from zeros (ngroups, rows), in format fmt.
+ * Zero points outside [0, 2^bits - 1] give GQ_EINVAL (in v1 such a value
+ * could not be told apart after the modular -1).  Like every function here
+ * it applies pack_check's shape rules and refuses empty shapes.
+ */
 int pack_qzeros(int32_t *qzeros, const int32_t *zeros, size_t ngroups, size_t rows, int bits,
                 pack_format fmt, gq_err *e);
 /* The inverse: the zero points a loader uses (v1: stored + 1 mod 2^bits). */
