@@ -182,8 +182,11 @@ int gptq_hessian_add(gptq_hessian *h, const float *x, size_t tokens, size_t ldx,
     if (ldx < h->cols || ldx > (size_t)INT_MAX)
         return GQ_FAIL(e, GQ_EINVAL, "input row stride %zu is invalid for width %zu", ldx,
                        h->cols);
-    if (tokens && !all_finite(x, (tokens - 1) * ldx + h->cols))
-        return GQ_FAIL(e, GQ_ENUMERIC, "calibration inputs contain NaN or Inf");
+    for (size_t t = 0; t < tokens; t++) {
+        /* only the cols values of kept rows matter: padding rows and row strides may hold anything */
+        if ((!mask || mask[t]) && !all_finite(x + t * ldx, h->cols))
+            return GQ_FAIL(e, GQ_ENUMERIC, "calibration inputs contain NaN or Inf (token %zu)", t);
+    }
     if (mask) {
         const size_t max_gather = 4096;
         kept = 0;
@@ -384,7 +387,7 @@ static int factor(float *u, double *damp_used, int *retries, const float *h, con
         if (p->damp_auto_increment <= 0.0 || pd + p->damp_auto_increment >= 1.0)
             return GQ_FAIL(e, GQ_ENUMERIC,
                            "hessian is not positive definite (cholesky failed at column %d) "
-                           "even with damp_percent %g after %d increases",
+                           "even with damp_percent %.4f after %d increases",
                            (int)info, pd, *retries);
         pd += p->damp_auto_increment;
         (*retries)++;
