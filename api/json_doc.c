@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define C(j) ((cJSON *)(j))
@@ -236,6 +237,92 @@ void gq_json_remove(gq_json *obj, const char *key)
 }
 
 /*
+ * cJSON prints a number exactly only when it is an integer in int range;
+ * others go through "%1.15g", kept when the text reads back within one
+ * DBL_EPSILON of the value, so 2^53 prints as 9.00719925474099e+15,
+ * 0.1 + 0.2 as 0.3 and 10^15 as 1e+15 (a float to Python).  needs_help()
+ * spots those numbers (cheap: most trees have none); when a tree has any,
+ * a copy of it is printed in which each of them is a raw node holding
+ * exact text.
+ */
+static int needs_help(double d)
+{
+    char txt[32];
+    if (!isfinite(d))
+        return 0;                     /* cJSON writes null; JSON has no inf/nan */
+    if (d == floor(d) && d >= -2147483648.0 && d <= 2147483647.0)
+        return 0;
+    if (d == floor(d) && fabs(d) < 1e21)
+        return 1;                     /* an integer past int: not "4e+15", which reads as a float */
+    snprintf(txt, sizeof(txt), "%1.15g", d);
+    return strtod(txt, NULL) != d;
+}
+
+/* c and its siblings, with their descendants */
+static int tree_needs_help(const cJSON *c)
+{
+    for (; c; c = c->next) {
+        if (cJSON_IsNumber(c) && needs_help(c->valuedouble))
+            return 1;
+        if (c->child && tree_needs_help(c->child))
+            return 1;
+    }
+    return 0;
+}
+
+/* Integers below 1e21 in full (where JavaScript switches to exponents);
+ * anything else in the fewest of 16 or 17 significant digits that read
+ * back exactly. */
+static void exact_number(char *txt, size_t cap, double d)
+{
+    if (d == floor(d) && fabs(d) < 1e21) {
+        snprintf(txt, cap, "%.0f", d);
+        return;
+    }
+    snprintf(txt, cap, "%.16g", d);
+    if (strtod(txt, NULL) != d)
+        snprintf(txt, cap, "%.17g", d);
+}
+
+/* c and its siblings, with their descendants */
+static int make_numbers_exact(cJSON *c)
+{
+    for (; c; c = c->next) {
+        if (cJSON_IsNumber(c) && needs_help(c->valuedouble)) {
+            char txt[40];
+            size_t n;
+            exact_number(txt, sizeof(txt), c->valuedouble);
+            n = strlen(txt) + 1;
+            c->valuestring = cJSON_malloc(n);
+            if (!c->valuestring)
+                return -1;
+            memcpy(c->valuestring, txt, n);
+            c->type = cJSON_Raw;
+        }
+        if (c->child && make_numbers_exact(c->child) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static char *print_cjson(const cJSON *c, int pretty)
+{
+    cJSON *copy;
+    char *txt;
+    /* c alone: it may be a member of a larger tree, with siblings */
+    if (!(cJSON_IsNumber(c) && needs_help(c->valuedouble)) && !tree_needs_help(c->child))
+        return pretty ? cJSON_Print(c) : cJSON_PrintUnformatted(c);
+    copy = cJSON_Duplicate(c, 1);
+    if (!copy || make_numbers_exact(copy) < 0) {
+        cJSON_Delete(copy);
+        return NULL;
+    }
+    txt = pretty ? cJSON_Print(copy) : cJSON_PrintUnformatted(copy);
+    cJSON_Delete(copy);
+    return txt;
+}
+
+/*
  * cJSON prints integral numbers without a fraction.  Its pretty form
  * indents with tabs and puts a tab after each ':'; strings never contain a
  * raw tab (it is escaped), so every tab is layout and becomes two spaces,
@@ -249,8 +336,8 @@ char *gq_json_print(const gq_json *j, int indent)
     if (!j)
         return NULL;
     if (indent == 0)
-        return cJSON_PrintUnformatted(CC(j));
-    txt = cJSON_Print(CC(j));
+        return print_cjson(CC(j), 0);
+    txt = print_cjson(CC(j), 1);
     if (!txt)
         return NULL;
     for (n = 0; txt[n]; n++)

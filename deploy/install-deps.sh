@@ -18,6 +18,9 @@ PACKAGES=(
     libcjson-dev
     libsqlite3-dev
     libssl-dev
+    # test-only: the libFuzzer targets in tests/fuzz (run by make test / CI)
+    clang
+    libclang-rt-14-dev
 )
 
 force=0
