@@ -37,16 +37,21 @@ TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TLIB_SRC  := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 TLIB_OBJ  := $(TLIB_SRC:%.c=$(BUILD)/%.o)
 
+# Programs: the gptq CLI (the daemon joins it later).
+CLI_SRC   := $(wildcard server/cli*.c)
+CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
+GPTQ_BIN  := $(if $(CLI_SRC),$(BUILD)/gptq)
+
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
 HEADERS   := $(wildcard core/*.h server/*.h api/*.h)
 
-.PHONY: all test asan bench demo headercheck clean
+.PHONY: all test asan bench demo fuzz headercheck clean
 .DEFAULT_GOAL := all
 .SECONDARY:
 
-all: $(ENGINE)
+all: $(ENGINE) $(GPTQ_BIN)
 
 # The engine's kernels want the vectoriser at full strength.
 $(CORE_OBJ): CFLAGS += $(CORE_OPT)
@@ -60,6 +65,9 @@ $(LIBGPTQ): $(CORE_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
+$(BUILD)/gptq: $(CLI_OBJ) $(ENGINE)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(ENGINE) $(LDLIBS)
+
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TLIB_OBJ) $(ENGINE)
 	$(CC) $(LDFLAGS) -o $@ $< $(TLIB_OBJ) $(ENGINE) $(LDLIBS)
 
@@ -67,8 +75,9 @@ $(BUILD)/bench/%: tests/bench/%.c $(TLIB_OBJ) $(ENGINE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icore -Itests -o $@ $< $(TLIB_OBJ) $(ENGINE) $(LDLIBS)
 
-test: $(TEST_BIN)
-	@tests/run.sh $(TEST_BIN)
+# Tests that drive the CLI find it through GPTQ_BIN.
+test: $(TEST_BIN) $(GPTQ_BIN)
+	@GPTQ_BIN=$(abspath $(GPTQ_BIN)) tests/run.sh $(TEST_BIN)
 
 asan:
 	$(MAKE) BUILD=build/asan OPT="-O1 -fno-omit-frame-pointer" CORE_OPT= \
@@ -81,15 +90,30 @@ demo: $(BUILD)/bench/demo_layer
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do $$b || exit 1; done
 
+# libFuzzer targets (clang), for a bounded time; CI runs this too.
+FUZZ_SECONDS ?= 60
+fuzz:
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
 headercheck:
 	@mkdir -p $(BUILD)/headercheck
 	@for h in $(HEADERS); do \
 	    printf '#include "%s"\n' "$$h" > $(BUILD)/headercheck/hc.c; \
 	    $(CC) -std=c11 $(WARN) -D_GNU_SOURCE $(PKG_CFLAGS) -I. -Icore -fsyntax-only \
-	        $(BUILD)/headercheck/hc.c || { echo "headercheck: $$h"; exit 1; }; \
-	done; echo "headercheck: $(words $(HEADERS)) headers ok"
+	        $(BUILD)/headercheck/hc.c || { echo "# libFuzzer targets (clang), for a bounded time; CI runs this too.
+FUZZ_SECONDS ?= 60
+fuzz:
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+headercheck: $$h"; exit 1; }; \
+	done; echo "# libFuzzer targets (clang), for a bounded time; CI runs this too.
+FUZZ_SECONDS ?= 60
+fuzz:
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+headercheck: $(words $(HEADERS)) headers ok"
 
 clean:
 	rm -rf build
 
--include $(CORE_OBJ:.o=.d) $(JSON_OBJ:.o=.d) $(TLIB_OBJ:.o=.d) $(TEST_BIN:=.d)
+-include $(CORE_OBJ:.o=.d) $(JSON_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TLIB_OBJ:.o=.d) $(TEST_BIN:=.d)
