@@ -100,18 +100,8 @@ headercheck:
 	@for h in $(HEADERS); do \
 	    printf '#include "%s"\n' "$$h" > $(BUILD)/headercheck/hc.c; \
 	    $(CC) -std=c11 $(WARN) -D_GNU_SOURCE $(PKG_CFLAGS) -I. -Icore -fsyntax-only \
-	        $(BUILD)/headercheck/hc.c || { echo "# libFuzzer targets (clang), for a bounded time; CI runs this too.
-FUZZ_SECONDS ?= 60
-fuzz:
-	tests/fuzz/run.sh $(FUZZ_SECONDS)
-
-headercheck: $$h"; exit 1; }; \
-	done; echo "# libFuzzer targets (clang), for a bounded time; CI runs this too.
-FUZZ_SECONDS ?= 60
-fuzz:
-	tests/fuzz/run.sh $(FUZZ_SECONDS)
-
-headercheck: $(words $(HEADERS)) headers ok"
+	        $(BUILD)/headercheck/hc.c || { echo "headercheck: $$h"; exit 1; }; \
+	done; echo "headercheck: $(words $(HEADERS)) headers ok"
 
 clean:
 	rm -rf build
