@@ -230,6 +230,21 @@ int gq_json_add(gq_json *container, const char *key, gq_json *child)
     return GQ_EINVAL;
 }
 
+int gq_json_append(gq_json *obj, const char *key, gq_json *child)
+{
+    if (!child)
+        return GQ_ENOMEM;
+    if (!obj || !key || !cJSON_IsObject(C(obj))) {
+        cJSON_Delete(C(child));
+        return GQ_EINVAL;
+    }
+    if (!cJSON_AddItemToObject(C(obj), key, C(child))) {
+        cJSON_Delete(C(child));
+        return GQ_ENOMEM;
+    }
+    return 0;
+}
+
 void gq_json_remove(gq_json *obj, const char *key)
 {
     if (obj && cJSON_IsObject(C(obj)))

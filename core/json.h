@@ -91,6 +91,14 @@ gq_json *gq_json_copy(const gq_json *j);
  * case (it is freed when adding fails).  0 or GQ_ENOMEM / GQ_EINVAL.
  */
 int gq_json_add(gq_json *container, const char *key, gq_json *child);
+/*
+ * Append a member to obj without looking for an existing key: O(1), for
+ * callers that build objects with many members whose keys they know to be
+ * unique (gq_json_add searches first, which is quadratic).  Same ownership
+ * and results as gq_json_add.
+ */
+int gq_json_append(gq_json *obj, const char *key, gq_json *child);
+
 /* Detach and free the member key of obj, if present. */
 void gq_json_remove(gq_json *obj, const char *key);
 

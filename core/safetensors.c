@@ -1179,7 +1179,7 @@ static int shard_begin(st_writer *w, size_t s, gq_err *e)
     bad = gq_json_add(meta, "format", gq_json_new_string("pt")) < 0;
     bad |= gq_json_add(root, "__metadata__", meta) < 0;
     for (size_t i = sh->first; i < sh->end; i++)
-        bad |= gq_json_add(root, w->t[i].name, tensor_json(&w->t[i])) < 0;
+        bad |= gq_json_append(root, w->t[i].name, tensor_json(&w->t[i])) < 0;   /* names are unique */
     if (bad || !(text = gq_json_print(root, 0))) {
         rc = GQ_FAIL(e, GQ_ENOMEM, "%s: out of memory writing the header", name);
         goto done;
@@ -1255,7 +1255,7 @@ static int write_index(st_writer *w, gq_err *e)
     bad = gq_json_add(meta, "total_size", gq_json_new_number((double)w->total)) < 0;
     bad |= gq_json_add(root, "metadata", meta) < 0;
     for (size_t i = 0; i < w->n; i++)
-        bad |= gq_json_add(map, w->by_name[i]->name,
+        bad |= gq_json_append(map, w->by_name[i]->name,
                            gq_json_new_string(base_name(w->s[w->by_name[i]->shard].path))) < 0;
     bad |= gq_json_add(root, "weight_map", map) < 0;
     w->index_path = str_printf("%s/" INDEX_NAME, w->dir);
