@@ -593,6 +593,23 @@ static void test_json__strings_round_trip(void)
     }
 }
 
+static void test_json__append(void)
+{
+    gq_json *o = gq_json_new_object(), *a = gq_json_new_array();
+    char *txt;
+
+    CHECK_EQ_INT(gq_json_append(o, "b", gq_json_new_number(1)), 0);
+    CHECK_EQ_INT(gq_json_append(o, "a", gq_json_new_string("x")), 0);
+    /* not an object, and a missing child: errors, and the child is freed */
+    CHECK_EQ_INT(gq_json_append(a, "k", gq_json_new_number(2)), GQ_EINVAL);
+    CHECK_EQ_INT(gq_json_append(o, "c", NULL), GQ_ENOMEM);
+    txt = gq_json_print(o, 0);
+    CHECK(txt && strcmp(txt, "{\"b\":1,\"a\":\"x\"}") == 0);
+    gq_json_free_text(txt);
+    gq_json_free(o);
+    gq_json_free(a);
+}
+
 int main(void)
 {
     t_prog = "test_json";
@@ -606,5 +623,6 @@ int main(void)
     RUN(test_json__builder_and_print);
     RUN(test_json__numbers_print_exactly);
     RUN(test_json__strings_round_trip);
+    RUN(test_json__append);
     return test_report();
 }
