@@ -47,7 +47,7 @@ BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
 HEADERS   := $(wildcard core/*.h server/*.h api/*.h)
 
-.PHONY: all test asan bench demo fuzz headercheck clean
+.PHONY: all test asan bench demo fuzz fixtures headercheck clean
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -89,6 +89,14 @@ demo: $(BUILD)/bench/demo_layer
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do $$b || exit 1; done
+
+# Regenerate the committed forward-pass fixtures (tests/fixtures/tiny-*) and
+# their reference logits from the double-precision oracle.
+$(BUILD)/gen_fixtures: tests/fixtures/gen_fixtures.c $(TLIB_OBJ) $(ENGINE)
+	$(CC) $(CFLAGS) -Icore -Itests -o $@ $< $(TLIB_OBJ) $(ENGINE) $(LDLIBS)
+
+fixtures: $(BUILD)/gen_fixtures
+	$(BUILD)/gen_fixtures tests/fixtures
 
 # libFuzzer targets (clang), for a bounded time; CI runs this too.
 FUZZ_SECONDS ?= 60
