@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "mem.h"
 #include "model.h"
@@ -218,6 +220,95 @@ static void test_model__errors(void)
     model_close(m);
 }
 
+/* A copy of the tiny-mistral fixture whose config says something its tensors do not. */
+static void test_model__checkpoint_mismatch(void)
+{
+    char dir[] = "/tmp/gptq-test-model-XXXXXX", path[256], cmd[600];
+    gq_err e = GQ_ERR_INIT;
+    model *m = NULL;
+    model_layer *l = NULL;
+    FILE *f;
+
+    if (!mkdtemp(dir)) {
+        CHECK(0);
+        return;
+    }
+    snprintf(cmd, sizeof(cmd), "cp tests/fixtures/tiny-mistral/model.safetensors '%s'/ && "
+             "sed 's/\"intermediate_size\": *[0-9]*/\"intermediate_size\": 200/' "
+             "tests/fixtures/tiny-mistral/config.json > '%s'/config.json", dir, dir);
+    CHECK(system(cmd) == 0);
+    CHECK_OK(model_open(&m, dir, &e), &e);
+    if (m) {
+        CHECK_EQ_INT(model_layer_load(&l, m, 0, &e), GQ_EINVAL);
+        CHECK(strstr(e.msg, "mlp.gate_proj.weight") != NULL);
+        CHECK(strstr(e.msg, "wrong shape") != NULL);
+        model_close(m);
+        m = NULL;
+    }
+    /* a tensor the config needs is absent: o_proj biases */
+    snprintf(cmd, sizeof(cmd), "sed 's/\"attention_bias\": *false/\"attention_bias\": true/' "
+             "tests/fixtures/tiny-llama/config.json > '%s'/config.json && rm '%s'/model.safetensors && "
+             "cp tests/fixtures/tiny-llama/model-0000* tests/fixtures/tiny-llama/model.safetensors.index.json '%s'/",
+             dir, dir, dir);
+    CHECK(system(cmd) == 0);
+    CHECK_OK(model_open(&m, dir, &e), &e);
+    if (m) {
+        CHECK_EQ_INT(model_layer_load(&l, m, 0, &e), GQ_EINVAL);
+        CHECK(strstr(e.msg, "q_proj.bias") != NULL && strstr(e.msg, "missing") != NULL);
+        model_close(m);
+    }
+    model_layer_free(l);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+    (void)path;
+    (void)f;
+}
+
+/* The CLI around the same code: gptq eval, its JSON, its usage errors. */
+static void test_model__cli_eval(void)
+{
+    const char *bin = getenv("GPTQ_BIN");
+    char cmd[1200], out[256] = "";
+    FILE *p;
+    double ppl = 0.0;
+    unsigned long tokens = 0;
+    int status;
+
+    if (!bin || !*bin)
+        SKIP("GPTQ_BIN is not set (run through make test)");
+    snprintf(cmd, sizeof(cmd), "%s eval tests/fixtures/tiny-mistral --seqlen 2 --blocks /nonexistent 2>/dev/null",
+             bin);
+    status = system(cmd);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    snprintf(cmd, sizeof(cmd), "%s eval --bogus 2>/dev/null", bin);
+    status = system(cmd);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    /* 2 blocks of 20 ids inside the fixture's vocabulary (384) */
+    {
+        int32_t ids[40];
+        FILE *f = fopen("/tmp/gptq-cli-ids.i32", "wb");
+        for (int i = 0; i < 40; i++)
+            ids[i] = (i * 37 + 11) % 384;
+        CHECK(f && fwrite(ids, sizeof(ids), 1, f) == 1);
+        if (f)
+            fclose(f);
+    }
+    snprintf(cmd, sizeof(cmd), "%s eval tests/fixtures/tiny-mistral --blocks /tmp/gptq-cli-ids.i32 "
+             "--seqlen 20 --json", bin);
+    p = popen(cmd, "r");
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    if (!fgets(out, sizeof(out), p))
+        out[0] = '\0';
+    status = pclose(p);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_MSG(sscanf(out, "{\"ppl\": %lf, \"tokens\": %lu}", &ppl, &tokens) == 2, "output: %s", out);
+    CHECK_EQ_INT(tokens, 38);
+    CHECK(ppl > 1.0 && isfinite(ppl));
+    unlink("/tmp/gptq-cli-ids.i32");
+}
+
 int main(void)
 {
     t_prog = "test_model";
@@ -225,5 +316,7 @@ int main(void)
     RUN(test_model__capture_order_and_stop);
     RUN(test_model__set_linear);
     RUN(test_model__errors);
+    RUN(test_model__checkpoint_mismatch);
+    RUN(test_model__cli_eval);
     return test_report();
 }
