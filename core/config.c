@@ -89,18 +89,6 @@ const struct arch_desc *model_arch_table(void)
 
 /* ---- helpers ---- */
 
-/* s made safe to quote in a one-line message: control bytes become '?',
- * long values are cut with "...". */
-static const char *quote(char *dst, size_t cap, const char *s)
-{
-    size_t n = 0, len = strlen(s);
-    for (; s[n] && n + 1 < cap; n++)
-        dst[n] = (unsigned char)s[n] < 0x20 || s[n] == 0x7f ? '?' : s[n];
-    dst[n] = '\0';
-    if (n < len && cap > 4)
-        memcpy(dst + cap - 4, "...", 4);
-    return dst;
-}
 
 /* "section.key", or "key" at the top level. */
 static const char *key_name(char *dst, size_t cap, const char *section, const char *key)
@@ -306,11 +294,11 @@ static int parse_arch(const struct arch_desc **out, const gq_json *root, gq_err 
                 break;
         if (!a->name)
             return GQ_FAIL(e, GQ_EINVAL, "unsupported architecture '%s' (supported: %s)",
-                           quote(q, sizeof(q), name), supported_list(list, sizeof(list), 0));
+                           gq_err_quote(q, sizeof(q), name), supported_list(list, sizeof(list), 0));
         if (model_type && strcmp(model_type, a->model_type) != 0)
             return GQ_FAIL(e, GQ_EINVAL,
                            "model_type '%s' does not match architecture %s (expected '%s')",
-                           quote(q2, sizeof(q2), model_type), a->name, a->model_type);
+                           gq_err_quote(q2, sizeof(q2), model_type), a->name, a->model_type);
         *out = a;
         return 0;
     }
@@ -321,7 +309,7 @@ static int parse_arch(const struct arch_desc **out, const gq_json *root, gq_err 
             break;
     if (!a->name)
         return GQ_FAIL(e, GQ_EINVAL, "unsupported model_type '%s' (supported: %s)",
-                       quote(q, sizeof(q), model_type), supported_list(list, sizeof(list), 1));
+                       gq_err_quote(q, sizeof(q), model_type), supported_list(list, sizeof(list), 1));
     *out = a;
     return 0;
 }
@@ -477,7 +465,7 @@ static int parse_dtype(struct model_config *c, const gq_json *root, gq_err *e)
         return rc;
     if (v5 && v4 && strcmp(v5, v4) != 0)
         return GQ_FAIL(e, GQ_EINVAL, "config keys dtype '%s' and torch_dtype '%s' disagree",
-                       quote(q, sizeof(q), v5), quote(q2, sizeof(q2), v4));
+                       gq_err_quote(q, sizeof(q), v5), gq_err_quote(q2, sizeof(q2), v4));
     d = v5 ? v5 : v4;
     c->dtype[0] = '\0';
     if (!d)
@@ -489,7 +477,7 @@ static int parse_dtype(struct model_config *c, const gq_json *root, gq_err *e)
         }
     }
     return GQ_FAIL(e, GQ_EINVAL, "unsupported %s '%s' (supported: float16, bfloat16, float32)",
-                   v5 ? "dtype" : "torch_dtype", quote(q, sizeof(q), d));
+                   v5 ? "dtype" : "torch_dtype", gq_err_quote(q, sizeof(q), d));
 }
 
 /* bos_token_id: an integer; eos_token_id: an integer or a list of them. */
@@ -563,13 +551,13 @@ static int parse_rope(struct model_config *c, const gq_json *root, gq_err *e)
         for (const gq_json *m = gq_json_first(r); m; m = gq_json_next(m))
             if (gq_json_type_of(m) == GQ_JSON_OBJECT)
                 return GQ_FAIL(e, GQ_EINVAL, "%s.%s is an object: rope parameters per layer "
-                               "type are not supported", sec, quote(q, sizeof(q), gq_json_key(m)));
+                               "type are not supported", sec, gq_err_quote(q, sizeof(q), gq_json_key(m)));
         if ((rc = get_string(&type, r, sec, "rope_type", e)) < 0 ||
             (rc = get_string(&legacy, r, sec, "type", e)) < 0)
             return rc;
         if (type && legacy && strcmp(type, legacy) != 0)
             return GQ_FAIL(e, GQ_EINVAL, "%s.rope_type '%s' and %s.type '%s' disagree", sec,
-                           quote(q, sizeof(q), type), sec, quote(q2, sizeof(q2), legacy));
+                           gq_err_quote(q, sizeof(q), type), sec, gq_err_quote(q2, sizeof(q2), legacy));
         if (!type)
             type = legacy;
     }
@@ -630,7 +618,7 @@ static int parse_rope(struct model_config *c, const gq_json *root, gq_err *e)
     } else {
         return GQ_FAIL(e, GQ_EINVAL,
                        "unsupported rope type '%s' (supported: default, linear, llama3)",
-                       quote(q, sizeof(q), type));
+                       gq_err_quote(q, sizeof(q), type));
     }
     return 0;
 }
@@ -664,7 +652,7 @@ int model_config_parse(struct model_config *out, const char *json, size_t len, g
     /* transformers maps both names to the same SiLU */
     if (act && strcmp(act, "silu") != 0 && strcmp(act, "swish") != 0) {
         rc = GQ_FAIL(e, GQ_EINVAL, "unsupported hidden_act '%s' (supported: silu)",
-                     quote(q, sizeof(q), act));
+                     gq_err_quote(q, sizeof(q), act));
         goto done;
     }
 

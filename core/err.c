@@ -46,6 +46,17 @@ void gq_err_prefix(gq_err *e, const char *fmt, ...)
     e->msg[sizeof(e->msg) - 1] = '\0';
 }
 
+const char *gq_err_quote(char *dst, size_t cap, const char *s)
+{
+    size_t n = 0, len = strlen(s);
+    for (; s[n] && n + 1 < cap; n++)
+        dst[n] = (unsigned char)s[n] < 0x20 || s[n] == 0x7f ? '?' : s[n];
+    dst[n] = '\0';
+    if (n < len && cap > 4)
+        memcpy(dst + cap - 4, "...", 4);
+    return dst;
+}
+
 const char *gq_code_name(int code)
 {
     switch (code) {

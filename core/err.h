@@ -10,6 +10,8 @@
 #ifndef GQ_ERR_H
 #define GQ_ERR_H
 
+#include <stddef.h>
+
 typedef enum {
     GQ_OK = 0,
     GQ_ENOMEM = -1,     /* allocation failed */
@@ -44,6 +46,12 @@ void gq_err_clear(gq_err *e);
 
 /* Prefix the message already in e with "prefix: ", keeping the code. */
 void gq_err_prefix(gq_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * s made safe to quote in a one-line message: control bytes become '?' and
+ * a value longer than cap - 1 is cut, ending in "...".  Returns dst.
+ */
+const char *gq_err_quote(char *dst, size_t cap, const char *s);
 
 /* Stable lower-case name of a code ("invalid", "not_found", ...). */
 const char *gq_code_name(int code);

@@ -75,18 +75,6 @@ static const struct {
 
 /* ---- helpers ---- */
 
-/* s made safe to quote in a one-line message: control bytes become '?',
- * long values are cut with "...". */
-static const char *clean(char *dst, size_t cap, const char *s)
-{
-    size_t n = 0, len = strlen(s);
-    for (; s[n] && n + 1 < cap; n++)
-        dst[n] = (unsigned char)s[n] < 0x20 || s[n] == 0x7f ? '?' : s[n];
-    dst[n] = '\0';
-    if (n < len && cap > 4)
-        memcpy(dst + cap - 4, "...", 4);
-    return dst;
-}
 
 /* GQ_EINVAL with "FILE: tensor "NAME": <message>". */
 __attribute__((format(printf, 4, 5)))
@@ -97,8 +85,8 @@ static int tensor_fail(gq_err *e, const char *file, const char *tensor, const ch
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return GQ_FAIL(e, GQ_EINVAL, "%s: tensor \"%s\": %s", clean(qf, sizeof(qf), file),
-                   clean(qt, sizeof(qt), tensor), msg);
+    return GQ_FAIL(e, GQ_EINVAL, "%s: tensor \"%s\": %s", gq_err_quote(qf, sizeof(qf), file),
+                   gq_err_quote(qt, sizeof(qt), tensor), msg);
 }
 
 /* A JSON value for "(got ...)": the number, the quoted string, or the type ("missing"). */
@@ -108,7 +96,7 @@ static const char *describe(char *dst, size_t cap, const gq_json *j)
     if (gq_json_type_of(j) == GQ_JSON_NUMBER)
         snprintf(dst, cap, "%.17g", gq_json_number(j));
     else if (gq_json_type_of(j) == GQ_JSON_STRING)
-        snprintf(dst, cap, "\"%s\"", clean(tmp, sizeof(tmp), gq_json_string(j)));
+        snprintf(dst, cap, "\"%s\"", gq_err_quote(tmp, sizeof(tmp), gq_json_string(j)));
     else
         snprintf(dst, cap, "%s", gq_json_type_name(gq_json_type_of(j)));
     return dst;
@@ -261,7 +249,7 @@ int st_dtype_parse(st_dtype *out, const char *name, gq_err *e)
             return 0;
         }
     }
-    return GQ_FAIL(e, GQ_EINVAL, "unknown dtype \"%s\"", clean(q, sizeof(q), name));
+    return GQ_FAIL(e, GQ_EINVAL, "unknown dtype \"%s\"", gq_err_quote(q, sizeof(q), name));
 }
 
 /* ---- header validation ---- */
@@ -302,13 +290,13 @@ static int check_metadata(const gq_json *meta, const char *qf, gq_err *e)
         keys[n++] = gq_json_key(m);
         if (gq_json_type_of(m) != GQ_JSON_STRING) {
             rc = GQ_FAIL(e, GQ_EINVAL, "%s: __metadata__ value of \"%s\" must be a string (got %s)",
-                         qf, clean(qk, sizeof(qk), gq_json_key(m)), describe(got, sizeof(got), m));
+                         qf, gq_err_quote(qk, sizeof(qk), gq_json_key(m)), describe(got, sizeof(got), m));
             goto done;
         }
     }
     if ((dup = first_dup(keys, n)) != NULL)
         rc = GQ_FAIL(e, GQ_EINVAL, "%s: __metadata__ key \"%s\" appears more than once", qf,
-                     clean(qk, sizeof(qk), dup));
+                     gq_err_quote(qk, sizeof(qk), dup));
 done:
     gq_free(keys);
     return rc;
@@ -415,7 +403,7 @@ static int parse_header(struct hdr *h, const char *header, size_t hlen, uint64_t
     int rc = 0;
 
     memset(h, 0, sizeof(*h));
-    clean(qf, sizeof(qf), file);
+    gq_err_quote(qf, sizeof(qf), file);
     if (hlen == 0)
         return GQ_FAIL(e, GQ_EINVAL, "%s: header length is 0", qf);
     if (hlen > MAX_HEADER)
@@ -458,7 +446,7 @@ static int parse_header(struct hdr *h, const char *header, size_t hlen, uint64_t
     }
     if ((dup = first_dup(names, h->n)) != NULL) {
         rc = GQ_FAIL(e, GQ_EINVAL, "%s: tensor \"%s\" appears more than once in the header", qf,
-                     clean(qt, sizeof(qt), dup));
+                     gq_err_quote(qt, sizeof(qt), dup));
         goto done;
     }
 
@@ -470,7 +458,7 @@ static int parse_header(struct hdr *h, const char *header, size_t hlen, uint64_t
         if (t->begin < pos) {
             rc = tensor_fail(e, file, t->t.name, "data_offsets [%llu, %llu) overlap tensor \"%s\" "
                              "[%llu, %llu)", (unsigned long long)t->begin,
-                             (unsigned long long)t->end, clean(qt, 64, t[-1].t.name),
+                             (unsigned long long)t->end, gq_err_quote(qt, 64, t[-1].t.name),
                              (unsigned long long)t[-1].begin, (unsigned long long)t[-1].end);
             goto done;
         }
@@ -781,7 +769,7 @@ static int index_entries(struct wm **out, size_t *n, const gq_json *root, gq_err
     for (const gq_json *m = gq_json_first(map); m; m = gq_json_next(m), k++) {
         if (!gq_json_string(m) || !plain_name(gq_json_string(m))) {
             rc = GQ_FAIL(e, GQ_EINVAL, INDEX_NAME ": tensor \"%s\": shard %s must be a file name "
-                         "inside the directory", clean(q, sizeof(q), gq_json_key(m)),
+                         "inside the directory", gq_err_quote(q, sizeof(q), gq_json_key(m)),
                          describe(got, sizeof(got), m));
             goto done;
         }
@@ -790,7 +778,7 @@ static int index_entries(struct wm **out, size_t *n, const gq_json *root, gq_err
     }
     if ((dup = first_dup(names, k)) != NULL) {
         rc = GQ_FAIL(e, GQ_EINVAL, INDEX_NAME ": tensor \"%s\" appears more than once in "
-                     "weight_map", clean(q, sizeof(q), dup));
+                     "weight_map", gq_err_quote(q, sizeof(q), dup));
         goto done;
     }
     *out = v;
@@ -840,8 +828,8 @@ static int model_sharded(st_model *m, const char *dir, const char *index_path, g
             rc = st_file_open(&m->files[m->nfiles], path, e);
             if (rc == GQ_ENOTFOUND)
                 rc = GQ_FAIL(e, GQ_EINVAL, INDEX_NAME ": shard \"%s\" (of tensor \"%s\") does not "
-                             "exist", clean(qs, sizeof(qs), v[i].shard),
-                             clean(q, sizeof(q), v[i].name));
+                             "exist", gq_err_quote(qs, sizeof(qs), v[i].shard),
+                             gq_err_quote(q, sizeof(q), v[i].name));
             if (rc < 0)
                 goto done;
             m->nfiles++;
@@ -849,7 +837,7 @@ static int model_sharded(st_model *m, const char *dir, const char *index_path, g
         v[i].file = m->nfiles - 1;
         if (!(v[i].t = st_file_find(m->files[v[i].file], v[i].name))) {
             rc = GQ_FAIL(e, GQ_EINVAL, INDEX_NAME ": tensor \"%s\" is not in its shard %s",
-                         clean(q, sizeof(q), v[i].name), clean(qs, sizeof(qs), v[i].shard));
+                         gq_err_quote(q, sizeof(q), v[i].name), gq_err_quote(qs, sizeof(qs), v[i].shard));
             goto done;
         }
     }
@@ -1051,7 +1039,7 @@ int st_writer_declare(st_writer *w, const char *name, st_dtype dtype, int ndim,
     char q[96];
 
     GQ_ASSERT_ARG(e, w != NULL && name != NULL && (shape != NULL || ndim == 0));
-    clean(q, sizeof(q), name);
+    gq_err_quote(q, sizeof(q), name);
     if (w->laid_out || w->failed)
         return GQ_FAIL(e, GQ_EINVAL, "tensor \"%s\": declared after writing started", q);
     if (!*name || strcmp(name, "__metadata__") == 0 ||
@@ -1109,7 +1097,7 @@ static int layout(st_writer *w, gq_err *e)
     for (i = 1; i < w->n; i++)
         if (strcmp(w->by_name[i - 1]->name, w->by_name[i]->name) == 0)
             return GQ_FAIL(e, GQ_EINVAL, "tensor \"%s\" declared more than once",
-                           clean(q, sizeof(q), w->by_name[i]->name));
+                           gq_err_quote(q, sizeof(q), w->by_name[i]->name));
     /* Greedy: a tensor that does not fit starts the next shard (a zero-size one
      * never does), so one larger than the maximum has a shard of its own. */
     for (i = 0; i < w->n; i++) {
@@ -1213,7 +1201,7 @@ int st_writer_write(st_writer *w, const char *name, const void *data, size_t nby
     int rc;
 
     GQ_ASSERT_ARG(e, w != NULL && name != NULL && (data != NULL || nbytes == 0));
-    clean(q, sizeof(q), name);
+    gq_err_quote(q, sizeof(q), name);
     if (w->failed)
         return GQ_FAIL(e, GQ_EINVAL, "tensor \"%s\": the writer failed earlier", q);
     if (!w->laid_out && (rc = layout(w, e)) < 0)
@@ -1222,7 +1210,7 @@ int st_writer_write(st_writer *w, const char *name, const void *data, size_t nby
         for (size_t i = 0; i < w->n; i++)
             if (strcmp(name, w->t[i].name) == 0)
                 return GQ_FAIL(e, GQ_EINVAL, "tensor \"%s\" written out of order (expected %s)",
-                               q, w->next < w->n ? clean(qx, sizeof(qx), w->t[w->next].name)
+                               q, w->next < w->n ? gq_err_quote(qx, sizeof(qx), w->t[w->next].name)
                                                  : "no more tensors");
         return GQ_FAIL(e, GQ_EINVAL, "tensor \"%s\" was not declared", q);
     }
@@ -1289,7 +1277,7 @@ int st_writer_finish(st_writer *w, gq_err *e)
         goto done;
     if (w->next < w->n) {
         rc = GQ_FAIL(e, GQ_EINVAL, "tensor \"%s\" was declared but not written (%zu of %zu "
-                     "written)", clean(q, sizeof(q), w->t[w->next].name), w->next, w->n);
+                     "written)", gq_err_quote(q, sizeof(q), w->t[w->next].name), w->next, w->n);
         goto done;
     }
     if (w->fd < 0 && (rc = shard_begin(w, 0, e)) < 0)    /* no tensors: a bare header */
