@@ -18,6 +18,7 @@ PACKAGES=(
     libcjson-dev
     libsqlite3-dev
     libssl-dev
+    libpcre2-dev
     # test-only: the libFuzzer targets in tests/fuzz (run by make test / CI)
     clang
     libclang-rt-14-dev
