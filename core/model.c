@@ -1,40 +1,48 @@
 /*
- * model.c - a decoder-only Hugging Face model and its float32 forward pass.
+ * model.c - a decoder-only Hugging Face model: its checkpoint, its weights
+ * one layer at a time, logits and perplexity.  The layer arithmetic is in
+ * forward.c.
  *
  * DESIGN
  *
- * model_open() reads config.json and maps the safetensors; nothing is
- * converted until used.  A decoder layer's weights are converted to
- * float32 by model_layer_load() (and the mapped pages released), so a
- * caller that walks the layers holds one layer at a time.  The forward
- * pass follows transformers' modeling_llama.py and its Mistral / Qwen2 /
- * Qwen3 variants step by step, in float32:
+ * model_open() reads config.json, maps the safetensors and checks, before
+ * anything is converted, that every tensor the config implies is there
+ * with the right shape and a float dtype: a bad checkpoint fails at once,
+ * not after an hour of work on its first layers.  Nothing else is read.
  *
- *   x += o_proj(attn(rope(qk_norm(q_proj(n1))), rope(qk_norm(k_proj(n1))),
- *               v_proj(n1)))                     n1 = rmsnorm(x)
- *   x += down_proj(silu(gate_proj(n2)) * up_proj(n2))    n2 = rmsnorm(x)
+ * A decoder layer's weights are converted to float32 by
+ * model_layer_load() into one slab (q_proj, k_proj and v_proj adjacent, so
+ * that forward.c computes all three with one GEMM) and the mapped pages
+ * are released afterwards, so a caller that walks the layers holds one
+ * layer at a time.  The lm_head (the embedding matrix when tied) is
+ * converted once, on first use, and kept.
  *
- * Every Linear is one GEMM over all tokens of a chunk of sequences.
- * Attention runs one (sequence, head) at a time with two GEMMs (scores and
- * the weighted sum), so its scratch is seqlen^2 floats.  Sequences are
- * processed in chunks of about CHUNK_TOKENS tokens so that activations stay
- * bounded whatever the batch; capture callbacks are therefore called once
- * per chunk.
+ * Rotary inverse frequencies are computed here, once, in float32 exactly
+ * as transformers' modeling_rope_utils computes them: torch's `a / t` for a
+ * Python number a and a tensor t is reciprocal(t) * a, and the Python
+ * floats meet float32 tensors as float32.
  *
- * Rotary frequencies are computed in float32 in transformers' order of
- * operations (modeling_rope_utils: default, linear, llama3).
+ * model_nll() runs blocks in batches: embed, every layer (load, forward,
+ * free), final norm and lm_head in row blocks, then a max-subtracted
+ * log-softmax per position, accumulated in double.  The workspace and the
+ * layer slab are allocated once and reused for every batch and layer.
  */
 #include "model.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "dtype.h"
+#include "forward.h"
 #include "mem.h"
 
-#define CHUNK_TOKENS 4096
+/* seqlen bound: keeps every GEMM dimension and workspace size far inside int */
+#define MAX_SEQLEN ((size_t)1 << 20)
+/* model_nll: logits scratch budget (floats) */
+#define LOGITS_FLOATS ((size_t)16 << 20)
+/* tensors of one decoder layer: 7 weights, 7 biases, 4 norms */
+#define LAYER_SLOTS 18
 
 struct model {
     struct model_config cfg;
@@ -48,9 +56,16 @@ struct model {
 struct model_layer {
     int index;
     size_t rows[LIN_COUNT], cols[LIN_COUNT];
-    float *w[LIN_COUNT];
-    float *b[LIN_COUNT];
+    float *slab;                        /* every array below points into it */
+    float *w[LIN_COUNT], *b[LIN_COUNT];
     float *in_norm, *post_norm, *q_norm, *k_norm;
+};
+
+/* One tensor of a layer: its name, expected shape and place in the slab. */
+struct slot {
+    char name[96];
+    int64_t d0, d1;     /* d1 < 0: one-dimensional */
+    size_t off;         /* floats from the slab start */
 };
 
 static const char *const lin_names[LIN_COUNT] = {
@@ -79,9 +94,9 @@ enum capture_point linear_capture_point(enum linear_id id)
     }
 }
 
-void model_linear_shape(size_t *rows, size_t *cols, const model *m, enum linear_id id)
+static void linear_shape(size_t *rows, size_t *cols, const struct model_config *c,
+                         enum linear_id id)
 {
-    const struct model_config *c = &m->cfg;
     size_t hidden = (size_t)c->hidden_size, inter = (size_t)c->intermediate_size;
     size_t q = (size_t)c->num_heads * (size_t)c->head_dim;
     size_t kv = (size_t)c->num_kv_heads * (size_t)c->head_dim;
@@ -94,6 +109,11 @@ void model_linear_shape(size_t *rows, size_t *cols, const model *m, enum linear_
     }
 }
 
+void model_linear_shape(size_t *rows, size_t *cols, const model *m, enum linear_id id)
+{
+    linear_shape(rows, cols, &m->cfg, id);
+}
+
 static int linear_has_bias(const struct model_config *c, enum linear_id id)
 {
     if (id <= LIN_V)
@@ -103,56 +123,139 @@ static int linear_has_bias(const struct model_config *c, enum linear_id id)
     return c->mlp_bias;
 }
 
-/* Find name, check its shape is (d0[, d1]) and its dtype a float one, convert to float32. */
-static int load_tensor(float **out, const model *m, const char *name, int64_t d0, int64_t d1,
-                       gq_err *e)
+/* "[a, b]" or "[a]" */
+static void shape_text(char *buf, size_t cap, int ndim, const int64_t *shape)
 {
-    const struct st_tensor *t = st_model_find(m->st, name);
-    float *buf;
-    int ndim = d1 < 0 ? 1 : 2, rc;
+    size_t at = 0;
+    at += (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < ndim && at < cap; i++)
+        at += (size_t)snprintf(buf + at, cap - at, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (at < cap)
+        snprintf(buf + at, cap - at, "]");
+}
 
+/*
+ * The tensor name, checked: present, shape (d0) or (d0, d1) (d1 < 0), a
+ * float dtype.  Messages name the tensor and the expected shape.
+ */
+static int find_tensor(const struct st_tensor **out, const st_model *st, const char *name,
+                       int64_t d0, int64_t d1, gq_err *e)
+{
+    const struct st_tensor *t = st_model_find(st, name);
+    const int64_t want[2] = {d0, d1};
+    int ndim = d1 < 0 ? 1 : 2;
+    char ws[48], gs[160];
+
+    shape_text(ws, sizeof(ws), ndim, want);
     if (!t)
-        return GQ_FAIL(e, GQ_EINVAL, "tensor %s is missing from the checkpoint", name);
+        return GQ_FAIL(e, GQ_EINVAL, "tensor %s is missing from the checkpoint (expected shape %s)",
+                       name, ws);
     if (t->ndim != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1)) {
-        if (ndim == 2)
-            return GQ_FAIL(e, GQ_EINVAL, "tensor %s has the wrong shape (expected [%lld, %lld])",
-                           name, (long long)d0, (long long)d1);
-        return GQ_FAIL(e, GQ_EINVAL, "tensor %s has the wrong shape (expected [%lld])", name,
-                       (long long)d0);
+        shape_text(gs, sizeof(gs), t->ndim, t->shape);
+        return GQ_FAIL(e, GQ_EINVAL, "tensor %s has the wrong shape %s (expected %s)", name, gs, ws);
     }
-    buf = gq_malloc_aligned(t->numel * sizeof(float));
-    if (!buf)
-        return GQ_FAIL(e, GQ_ENOMEM, "out of memory loading %s", name);
-    if ((rc = st_tensor_to_f32(buf, t, e)) < 0) {
-        gq_free(buf);
-        return rc;
-    }
-    st_tensor_release(t);
-    *out = buf;
+    if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
+        return GQ_FAIL(e, GQ_EINVAL, "tensor %s has dtype %s (expected F32, F16 or BF16)", name,
+                       st_dtype_name(t->dtype));
+    *out = t;
     return 0;
 }
 
-/* inv_freq[head_dim/2] as transformers' modeling_rope_utils computes it, in float32. */
+/* Convert a checked tensor into dst and give its pages back. */
+static int convert(float *dst, const struct st_tensor *t, gq_err *e)
+{
+    int rc = st_tensor_to_f32(dst, t, e);
+    st_tensor_release(t);
+    return rc;
+}
+
+/*
+ * The tensors of layer idx (names, shapes) and where each goes in the
+ * slab; *nslots and *total (floats).  q/k/v weights are adjacent, and so
+ * are their biases; every other tensor starts on 64 bytes.
+ */
+static void layer_plan(struct slot *sl, size_t *nslots, size_t *total, const struct model_config *c,
+                       int idx)
+{
+    static const char *const norms[4] = {"input_layernorm", "post_attention_layernorm",
+                                         "self_attn.q_norm", "self_attn.k_norm"};
+    char mod[80];
+    size_t n = 0, at = 0, rows, cols;
+
+    for (int i = 0; i < LIN_COUNT; i++) {
+        linear_shape(&rows, &cols, c, (enum linear_id)i);
+        linear_module_name(mod, sizeof(mod), idx, (enum linear_id)i);
+        snprintf(sl[n].name, sizeof(sl[n].name), "%s.weight", mod);
+        sl[n].d0 = (int64_t)rows;
+        sl[n].d1 = (int64_t)cols;
+        sl[n].off = at;
+        at += rows * cols;
+        if (i != LIN_Q && i != LIN_K)
+            at = (at + 15) & ~(size_t)15;
+        n++;
+    }
+    for (int i = 0; i < LIN_COUNT; i++) {
+        if (!linear_has_bias(c, (enum linear_id)i))
+            continue;
+        linear_shape(&rows, &cols, c, (enum linear_id)i);
+        linear_module_name(mod, sizeof(mod), idx, (enum linear_id)i);
+        snprintf(sl[n].name, sizeof(sl[n].name), "%s.bias", mod);
+        sl[n].d0 = (int64_t)rows;
+        sl[n].d1 = -1;
+        sl[n].off = at;
+        at += rows;
+        if (i != LIN_Q && i != LIN_K)
+            at = (at + 15) & ~(size_t)15;
+        n++;
+    }
+    for (int i = 0; i < (c->arch->qk_norm ? 4 : 2); i++) {
+        snprintf(sl[n].name, sizeof(sl[n].name), "model.layers.%d.%s.weight", idx, norms[i]);
+        sl[n].d0 = i < 2 ? c->hidden_size : c->head_dim;
+        sl[n].d1 = -1;
+        sl[n].off = at;
+        at = (at + (size_t)sl[n].d0 + 15) & ~(size_t)15;
+        n++;
+    }
+    *nslots = n;
+    *total = at;
+}
+
+/*
+ * inv_freq[head_dim / 2] as modeling_rope_utils computes it in float32:
+ * default 1 / base^(arange(0, dim, 2) / dim); linear divides by factor;
+ * llama3 keeps wavelengths below original_max / high_freq_factor, divides
+ * those above original_max / low_freq_factor by factor and blends between.
+ * powf comes from a double pow, so it is correctly rounded; torch's may be
+ * an ulp away.
+ */
 static void rope_inv_freq(float *inv, const struct model_config *c)
 {
-    size_t half = (size_t)c->head_dim / 2;
-    float base = (float)c->rope_theta, dim = (float)c->head_dim;
+    const size_t half = (size_t)c->head_dim / 2;
+    const float base = (float)c->rope_theta, dim = (float)c->head_dim;
 
-    for (size_t i = 0; i < half; i++)
-        inv[i] = 1.0f / powf(base, (float)(2 * i) / dim);
+    for (size_t i = 0; i < half; i++) {
+        float expo = (float)(int64_t)(2 * i) / dim;
+        inv[i] = 1.0f / (float)pow((double)base, (double)expo);
+    }
     if (c->rope_type == ROPE_LINEAR) {
+        /* inv_freq /= factor */
+        const float factor = (float)c->rope_factor;
         for (size_t i = 0; i < half; i++)
-            inv[i] = inv[i] / (float)c->rope_factor;
+            inv[i] = inv[i] / factor;
     } else if (c->rope_type == ROPE_LLAMA3) {
-        double old = (double)c->rope_original_max_position;
-        float factor = (float)c->rope_factor, lf = (float)c->rope_low_freq_factor;
-        float hf = (float)c->rope_high_freq_factor;
-        float low_wavelen = (float)(old / c->rope_low_freq_factor);
-        float high_wavelen = (float)(old / c->rope_high_freq_factor);
+        const float factor = (float)c->rope_factor;
+        const float low = (float)c->rope_low_freq_factor;
+        const float old = (float)c->rope_original_max_position;
+        /* Python floats: old_context_len / low_freq_factor etc. */
+        const float low_wavelen = (float)(c->rope_original_max_position / c->rope_low_freq_factor);
+        const float high_wavelen = (float)(c->rope_original_max_position / c->rope_high_freq_factor);
+        const float band = (float)(c->rope_high_freq_factor - c->rope_low_freq_factor);
+        const float two_pi = (float)(2.0 * M_PI);
         for (size_t i = 0; i < half; i++) {
-            float wavelen = (float)(2.0 * M_PI) / inv[i];
-            float llama = wavelen > low_wavelen ? inv[i] / factor : inv[i];
-            float smooth = ((float)old / wavelen - lf) / (hf - lf);
+            float f = inv[i];
+            float wavelen = (1.0f / f) * two_pi;                    /* 2 * math.pi / inv_freq */
+            float llama = wavelen > low_wavelen ? f / factor : f;
+            float smooth = ((1.0f / wavelen) * old - low) / band;   /* (old / wavelen - low) / band */
             float smoothed = (1.0f - smooth) * llama / factor + smooth * llama;
             int medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
             inv[i] = medium ? smoothed : llama;
@@ -160,40 +263,59 @@ static void rope_inv_freq(float *inv, const struct model_config *c)
     }
 }
 
+/* Every tensor the config implies, checked without reading any data. */
+static int check_checkpoint(const model *m, gq_err *e)
+{
+    const struct model_config *c = &m->cfg;
+    const struct st_tensor *t;
+    struct slot sl[LAYER_SLOTS];
+    size_t n, total;
+    int rc;
+
+    if ((rc = find_tensor(&t, m->st, "model.norm.weight", c->hidden_size, -1, e)) < 0)
+        return rc;
+    if (!c->tie_word_embeddings &&
+        (rc = find_tensor(&t, m->st, "lm_head.weight", c->vocab_size, c->hidden_size, e)) < 0)
+        return rc;
+    for (int i = 0; i < c->num_layers; i++) {
+        layer_plan(sl, &n, &total, c, i);
+        for (size_t k = 0; k < n; k++)
+            if ((rc = find_tensor(&t, m->st, sl[k].name, sl[k].d0, sl[k].d1, e)) < 0)
+                return rc;
+    }
+    return 0;
+}
+
 int model_open(model **out, const char *dir, gq_err *e)
 {
     model *m = NULL;
+    const struct st_tensor *t;
     char path[4096];
     int rc;
 
+    if ((size_t)snprintf(path, sizeof(path), "%s/config.json", dir) >= sizeof(path))
+        return GQ_FAIL(e, GQ_EINVAL, "model directory path is too long (%zu bytes)", strlen(dir));
     m = gq_calloc(1, sizeof(*m));
     if (!m)
         return GQ_FAIL(e, GQ_ENOMEM, "out of memory opening a model");
-    snprintf(path, sizeof(path), "%s/config.json", dir);
     if ((rc = model_config_load(&m->cfg, path, e)) < 0)
         goto done;
     if ((rc = st_model_open(&m->st, dir, e)) < 0)
         goto done;
-    m->embed = st_model_find(m->st, "model.embed_tokens.weight");
-    if (!m->embed) {
-        rc = GQ_FAIL(e, GQ_EINVAL, "%s: tensor model.embed_tokens.weight is missing", dir);
+    if ((rc = find_tensor(&m->embed, m->st, "model.embed_tokens.weight", m->cfg.vocab_size,
+                          m->cfg.hidden_size, e)) < 0)
         goto done;
-    }
-    if (m->embed->ndim != 2 || m->embed->shape[0] != m->cfg.vocab_size ||
-        m->embed->shape[1] != m->cfg.hidden_size ||
-        (m->embed->dtype != ST_F16 && m->embed->dtype != ST_BF16 && m->embed->dtype != ST_F32)) {
-        rc = GQ_FAIL(e, GQ_EINVAL,
-                     "%s: tensor model.embed_tokens.weight must be a float [%d, %d] matrix", dir,
-                     m->cfg.vocab_size, m->cfg.hidden_size);
+    if ((rc = check_checkpoint(m, e)) < 0)
         goto done;
-    }
-    m->inv_freq = gq_mallocn((size_t)m->cfg.head_dim / 2 + 1, sizeof(float));
-    if (!m->inv_freq) {
+    m->inv_freq = gq_mallocn((size_t)m->cfg.head_dim / 2, sizeof(float));
+    m->final_norm = gq_mallocn((size_t)m->cfg.hidden_size, sizeof(float));
+    if (!m->inv_freq || !m->final_norm) {
         rc = GQ_FAIL(e, GQ_ENOMEM, "out of memory opening a model");
         goto done;
     }
     rope_inv_freq(m->inv_freq, &m->cfg);
-    if ((rc = load_tensor(&m->final_norm, m, "model.norm.weight", m->cfg.hidden_size, -1, e)) < 0)
+    if ((rc = find_tensor(&t, m->st, "model.norm.weight", m->cfg.hidden_size, -1, e)) < 0 ||
+        (rc = convert(m->final_norm, t, e)) < 0)
         goto done;
     *out = m;
     m = NULL;
@@ -224,16 +346,32 @@ const st_model *model_tensors(const model *m)
     return m->st;
 }
 
+/* The first id of ids (n) outside the vocabulary, as an error; 0 when all are in. */
+static int check_ids(const model *m, const int32_t *ids, size_t n, size_t seqlen, gq_err *e)
+{
+    for (size_t t = 0; t < n; t++)
+        if (ids[t] < 0 || ids[t] >= m->cfg.vocab_size) {
+            if (seqlen)
+                return GQ_FAIL(e, GQ_EINVAL,
+                               "token id %d (block %zu, position %zu) is outside the vocabulary "
+                               "(0..%d)", (int)ids[t], t / seqlen, t % seqlen,
+                               m->cfg.vocab_size - 1);
+            return GQ_FAIL(e, GQ_EINVAL,
+                           "token id %d at position %zu is outside the vocabulary (0..%d)",
+                           (int)ids[t], t, m->cfg.vocab_size - 1);
+        }
+    return 0;
+}
+
 int model_embed(float *hidden, const model *m, const int32_t *ids, size_t n, gq_err *e)
 {
-    size_t h = (size_t)m->cfg.hidden_size, es = st_dtype_size(m->embed->dtype);
+    const size_t h = (size_t)m->cfg.hidden_size, es = st_dtype_size(m->embed->dtype);
     const unsigned char *base = m->embed->data;
     uint16_t *row = NULL;
+    int rc;
 
-    for (size_t t = 0; t < n; t++)
-        if (ids[t] < 0 || ids[t] >= m->cfg.vocab_size)
-            return GQ_FAIL(e, GQ_EINVAL, "token id %d at position %zu is outside the vocabulary (%d)",
-                           (int)ids[t], t, m->cfg.vocab_size);
+    if ((rc = check_ids(m, ids, n, 0, e)) < 0)
+        return rc;
     if (es == 2 && !(row = gq_mallocn(h, sizeof(uint16_t))))
         return GQ_FAIL(e, GQ_ENOMEM, "out of memory embedding tokens");
     for (size_t t = 0; t < n; t++) {
@@ -256,58 +394,75 @@ void model_layer_free(model_layer *l)
 {
     if (!l)
         return;
-    for (int i = 0; i < LIN_COUNT; i++) {
-        gq_free(l->w[i]);
-        gq_free(l->b[i]);
-    }
-    gq_free(l->in_norm);
-    gq_free(l->post_norm);
-    gq_free(l->q_norm);
-    gq_free(l->k_norm);
+    gq_free(l->slab);
     gq_free(l);
+}
+
+/* An empty layer of the model's shape: its slab allocated, pointers set. */
+static int layer_alloc(model_layer **out, const model *m, gq_err *e)
+{
+    const struct model_config *c = &m->cfg;
+    struct slot sl[LAYER_SLOTS];
+    size_t n, total, k = 0;
+    model_layer *l;
+
+    layer_plan(sl, &n, &total, c, 0);
+    l = gq_calloc(1, sizeof(*l));
+    if (!l)
+        return GQ_FAIL(e, GQ_ENOMEM, "out of memory for a decoder layer");
+    l->index = -1;
+    if (total > SIZE_MAX / sizeof(float) || !(l->slab = gq_malloc_aligned(total * sizeof(float)))) {
+        gq_free(l);
+        return GQ_FAIL(e, GQ_ENOMEM, "out of memory for a decoder layer (%zu floats)", total);
+    }
+    /* slots come in layer_plan's order: weights, the biases that exist, norms */
+    for (int i = 0; i < LIN_COUNT; i++) {
+        linear_shape(&l->rows[i], &l->cols[i], c, (enum linear_id)i);
+        l->w[i] = l->slab + sl[k++].off;
+    }
+    for (int i = 0; i < LIN_COUNT; i++)
+        if (linear_has_bias(c, (enum linear_id)i))
+            l->b[i] = l->slab + sl[k++].off;
+    l->in_norm = l->slab + sl[k++].off;
+    l->post_norm = l->slab + sl[k++].off;
+    if (c->arch->qk_norm) {
+        l->q_norm = l->slab + sl[k++].off;
+        l->k_norm = l->slab + sl[k++].off;
+    }
+    *out = l;
+    return 0;
+}
+
+/* Convert layer idx's tensors into l (allocated by layer_alloc for m). */
+static int layer_fill(model_layer *l, const model *m, int idx, gq_err *e)
+{
+    struct slot sl[LAYER_SLOTS];
+    const struct st_tensor *t;
+    size_t n, total;
+    int rc;
+
+    l->index = -1;
+    layer_plan(sl, &n, &total, &m->cfg, idx);
+    for (size_t k = 0; k < n; k++) {
+        if ((rc = find_tensor(&t, m->st, sl[k].name, sl[k].d0, sl[k].d1, e)) < 0 ||
+            (rc = convert(l->slab + sl[k].off, t, e)) < 0)
+            return rc;
+    }
+    l->index = idx;
+    return 0;
 }
 
 int model_layer_load(model_layer **out, const model *m, int idx, gq_err *e)
 {
-    const struct model_config *c = &m->cfg;
-    model_layer *l;
-    char name[256], mod[200];
-    int rc = 0;
+    model_layer *l = NULL;
+    int rc;
 
-    if (idx < 0 || idx >= c->num_layers)
+    if (idx < 0 || idx >= m->cfg.num_layers)
         return GQ_FAIL(e, GQ_EINVAL, "layer %d does not exist (the model has %d)", idx,
-                       c->num_layers);
-    l = gq_calloc(1, sizeof(*l));
-    if (!l)
-        return GQ_FAIL(e, GQ_ENOMEM, "out of memory loading layer %d", idx);
-    l->index = idx;
-    for (int i = 0; i < LIN_COUNT && rc == 0; i++) {
-        model_linear_shape(&l->rows[i], &l->cols[i], m, (enum linear_id)i);
-        linear_module_name(mod, sizeof(mod), idx, (enum linear_id)i);
-        snprintf(name, sizeof(name), "%s.weight", mod);
-        rc = load_tensor(&l->w[i], m, name, (int64_t)l->rows[i], (int64_t)l->cols[i], e);
-        if (rc == 0 && linear_has_bias(c, (enum linear_id)i)) {
-            snprintf(name, sizeof(name), "%s.bias", mod);
-            rc = load_tensor(&l->b[i], m, name, (int64_t)l->rows[i], -1, e);
-        }
-    }
-    if (rc == 0) {
-        snprintf(name, sizeof(name), "model.layers.%d.input_layernorm.weight", idx);
-        rc = load_tensor(&l->in_norm, m, name, c->hidden_size, -1, e);
-    }
-    if (rc == 0) {
-        snprintf(name, sizeof(name), "model.layers.%d.post_attention_layernorm.weight", idx);
-        rc = load_tensor(&l->post_norm, m, name, c->hidden_size, -1, e);
-    }
-    if (rc == 0 && c->arch->qk_norm) {
-        snprintf(name, sizeof(name), "model.layers.%d.self_attn.q_norm.weight", idx);
-        rc = load_tensor(&l->q_norm, m, name, c->head_dim, -1, e);
-        if (rc == 0) {
-            snprintf(name, sizeof(name), "model.layers.%d.self_attn.k_norm.weight", idx);
-            rc = load_tensor(&l->k_norm, m, name, c->head_dim, -1, e);
-        }
-    }
-    if (rc < 0) {
+                       m->cfg.num_layers);
+    if ((rc = layer_alloc(&l, m, e)) < 0)
+        return rc;
+    if ((rc = layer_fill(l, m, idx, e)) < 0) {
         model_layer_free(l);
         return rc;
     }
@@ -329,212 +484,132 @@ int model_layer_set_linear(model_layer *l, enum linear_id id, const float *w, gq
 {
     if ((unsigned)id >= LIN_COUNT)
         return GQ_FAIL(e, GQ_EINVAL, "no such linear %d", (int)id);
+    if (!w)
+        return GQ_FAIL(e, GQ_EINVAL, "no weight given for %s", linear_name(id));
     memcpy(l->w[id], w, l->rows[id] * l->cols[id] * sizeof(float));
     return 0;
 }
 
-/* ---- kernels ---- */
-
-/* y (n, d) = rmsnorm of x (n, d) rows with weight w. */
-static void rmsnorm(float *y, const float *x, const float *w, size_t n, size_t d, float eps)
-{
-    for (size_t t = 0; t < n; t++) {
-        const float *xr = x + t * d;
-        float *yr = y + t * d;
-        double ss = 0.0;
-        float r;
-        for (size_t i = 0; i < d; i++)
-            ss += (double)xr[i] * (double)xr[i];
-        r = 1.0f / sqrtf((float)(ss / (double)d) + eps);
-        for (size_t i = 0; i < d; i++)
-            yr[i] = w[i] * (xr[i] * r);
-    }
-}
-
-/* y (n, rows) = x (n, cols) W^T + b. */
-static void linear(float *y, const float *x, const float *w, const float *b, size_t n,
-                   size_t rows, size_t cols)
-{
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)rows, (int)cols, 1.0f, x,
-                (int)cols, w, (int)cols, 0.0f, y, (int)rows);
-    if (b)
-        for (size_t t = 0; t < n; t++)
-            for (size_t i = 0; i < rows; i++)
-                y[t * rows + i] += b[i];
-}
-
-/* Rotate every head of x (n tokens of nheads * hd) at positions t % seqlen. */
-static void rope(float *x, const float *cs, const float *sn, size_t n, size_t seqlen,
-                 size_t nheads, size_t hd)
-{
-    size_t half = hd / 2;
-    for (size_t t = 0; t < n; t++) {
-        const float *c = cs + (t % seqlen) * half, *s = sn + (t % seqlen) * half;
-        for (size_t h = 0; h < nheads; h++) {
-            float *v = x + (t * nheads + h) * hd;
-            for (size_t i = 0; i < half; i++) {
-                float a = v[i], b = v[i + half];
-                v[i] = a * c[i] - b * s[i];
-                v[i + half] = b * c[i] + a * s[i];
-            }
-        }
-    }
-}
-
-/*
- * out (nseq*seqlen, H*hd) = softmax(q k^T * scale + mask) v per sequence and
- * head; q (.., H*hd), k and v (.., KV*hd); sc is seqlen^2 scratch.
- */
-static void attention(float *out, const float *q, const float *k, const float *v, float *sc,
-                      size_t nseq, size_t seqlen, size_t H, size_t KV, size_t hd, size_t window)
-{
-    float scale = 1.0f / sqrtf((float)hd);
-    size_t group = H / KV, ldq = H * hd, ldk = KV * hd;
-
-    for (size_t s = 0; s < nseq; s++) {
-        for (size_t h = 0; h < H; h++) {
-            const float *qh = q + s * seqlen * ldq + h * hd;
-            const float *kh = k + s * seqlen * ldk + (h / group) * hd;
-            const float *vh = v + s * seqlen * ldk + (h / group) * hd;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)seqlen, (int)seqlen,
-                        (int)hd, scale, qh, (int)ldq, kh, (int)ldk, 0.0f, sc, (int)seqlen);
-            for (size_t i = 0; i < seqlen; i++) {
-                float *row = sc + i * seqlen, mx = -INFINITY, sum = 0.0f;
-                size_t lo = window && i + 1 > window ? i + 1 - window : 0;
-                for (size_t j = lo; j <= i; j++)
-                    mx = row[j] > mx ? row[j] : mx;
-                for (size_t j = lo; j <= i; j++) {
-                    row[j] = expf(row[j] - mx);
-                    sum += row[j];
-                }
-                for (size_t j = 0; j < lo; j++)
-                    row[j] = 0.0f;
-                for (size_t j = lo; j <= i; j++)
-                    row[j] /= sum;
-                for (size_t j = i + 1; j < seqlen; j++)
-                    row[j] = 0.0f;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)seqlen, (int)hd,
-                        (int)seqlen, 1.0f, sc, (int)seqlen, vh, (int)ldk, 0.0f,
-                        out + s * seqlen * ldq + h * hd, (int)ldq);
-        }
-    }
-}
-
-/* One chunk of whole sequences through the layer; see layer_forward. */
-static int layer_chunk(float *x, const model *m, const model_layer *l, size_t nseq,
-                       size_t seqlen, capture_fn cb, void *payload, enum capture_point stop,
-                       float *ws, gq_err *e)
+static void shape_of(struct fwd_shape *s, const model *m)
 {
     const struct model_config *c = &m->cfg;
-    size_t n = nseq * seqlen, d = (size_t)c->hidden_size, hd = (size_t)c->head_dim;
-    size_t H = (size_t)c->num_heads, KV = (size_t)c->num_kv_heads;
-    size_t inter = (size_t)c->intermediate_size, half = hd / 2;
-    float eps = (float)c->rms_norm_eps;
-    float *nrm = ws, *q = nrm + n * d, *k = q + n * H * hd, *v = k + n * KV * hd;
-    float *att = v + n * KV * hd, *gate = att + n * H * hd, *up = gate + n * inter;
-    float *sc = up + n * inter, *cs = sc + seqlen * seqlen, *sn = cs + seqlen * half;
-    int rc;
+    s->hidden = (size_t)c->hidden_size;
+    s->inter = (size_t)c->intermediate_size;
+    s->heads = (size_t)c->num_heads;
+    s->kv_heads = (size_t)c->num_kv_heads;
+    s->head_dim = (size_t)c->head_dim;
+    s->window = (size_t)c->sliding_window;
+    s->eps = (float)c->rms_norm_eps;
+    s->inv_freq = m->inv_freq;
+}
 
-    (void)e;
-    rmsnorm(nrm, x, l->in_norm, n, d, eps);
-    if (cb && (rc = cb(CAP_ATTN_IN, nrm, n, d, nseq, payload)) != 0)
-        return rc;
-    if (stop == CAP_ATTN_IN)
-        return 0;
-    linear(q, nrm, l->w[LIN_Q], l->b[LIN_Q], n, H * hd, d);
-    linear(k, nrm, l->w[LIN_K], l->b[LIN_K], n, KV * hd, d);
-    linear(v, nrm, l->w[LIN_V], l->b[LIN_V], n, KV * hd, d);
-    if (l->q_norm) {
-        rmsnorm(q, q, l->q_norm, n * H, hd, eps);
-        rmsnorm(k, k, l->k_norm, n * KV, hd, eps);
-    }
-    for (size_t p = 0; p < seqlen; p++) {
-        for (size_t i = 0; i < half; i++) {
-            float a = (float)p * m->inv_freq[i];
-            cs[p * half + i] = cosf(a);
-            sn[p * half + i] = sinf(a);
-        }
-    }
-    rope(q, cs, sn, n, seqlen, H, hd);
-    rope(k, cs, sn, n, seqlen, KV, hd);
-    attention(att, q, k, v, sc, nseq, seqlen, H, KV, hd, (size_t)c->sliding_window);
-    if (cb && (rc = cb(CAP_O_IN, att, n, H * hd, nseq, payload)) != 0)
-        return rc;
-    if (stop == CAP_O_IN)
-        return 0;
-    linear(nrm, att, l->w[LIN_O], l->b[LIN_O], n, d, H * hd);
-    for (size_t i = 0; i < n * d; i++)
-        x[i] += nrm[i];
-    rmsnorm(nrm, x, l->post_norm, n, d, eps);
-    if (cb && (rc = cb(CAP_MLP_IN, nrm, n, d, nseq, payload)) != 0)
-        return rc;
-    if (stop == CAP_MLP_IN)
-        return 0;
-    linear(gate, nrm, l->w[LIN_GATE], l->b[LIN_GATE], n, inter, d);
-    linear(up, nrm, l->w[LIN_UP], l->b[LIN_UP], n, inter, d);
-    for (size_t i = 0; i < n * inter; i++) {
-        float g = gate[i];
-        gate[i] = g / (1.0f + expf(-g)) * up[i];
-    }
-    if (cb && (rc = cb(CAP_DOWN_IN, gate, n, inter, nseq, payload)) != 0)
-        return rc;
-    if (stop == CAP_DOWN_IN)
-        return 0;
-    linear(nrm, gate, l->w[LIN_DOWN], l->b[LIN_DOWN], n, d, inter);
-    for (size_t i = 0; i < n * d; i++)
-        x[i] += nrm[i];
+static void weights_of(struct fwd_weights *w, const model_layer *l)
+{
+    /* LIN_K and LIN_V follow LIN_Q in the slab, and their biases follow its bias */
+    w->qkv = l->w[LIN_Q];
+    w->qkv_bias = l->b[LIN_Q];
+    w->o = l->w[LIN_O];
+    w->o_bias = l->b[LIN_O];
+    w->gate = l->w[LIN_GATE];
+    w->gate_bias = l->b[LIN_GATE];
+    w->up = l->w[LIN_UP];
+    w->up_bias = l->b[LIN_UP];
+    w->down = l->w[LIN_DOWN];
+    w->down_bias = l->b[LIN_DOWN];
+    w->in_norm = l->in_norm;
+    w->post_norm = l->post_norm;
+    w->q_norm = l->q_norm;
+    w->k_norm = l->k_norm;
+}
+
+/* Workspace for nseq x seqlen through fwd_layer; checks the sizes. */
+static int workspace(float **out, const struct fwd_shape *s, size_t nseq, size_t seqlen, gq_err *e)
+{
+    size_t words;
+
+    if (nseq == 0 || seqlen == 0)
+        return GQ_FAIL(e, GQ_EINVAL, "empty batch (%zu sequences of %zu tokens)", nseq, seqlen);
+    if (seqlen > MAX_SEQLEN)
+        return GQ_FAIL(e, GQ_EINVAL, "sequence length %zu is too large (at most %zu)", seqlen,
+                       MAX_SEQLEN);
+    words = fwd_workspace_floats(s, nseq, seqlen);
+    if (!words || !(*out = gq_malloc_aligned(words * sizeof(float))))
+        return GQ_FAIL(e, GQ_ENOMEM, "out of memory for the activations of %zu x %zu tokens",
+                       fwd_chunk_seqs(nseq, seqlen), seqlen);
     return 0;
 }
 
 int layer_forward(float *hidden, const model *m, const model_layer *l, size_t nseq, size_t seqlen,
                   capture_fn cb, void *payload, enum capture_point stop_after, gq_err *e)
 {
-    const struct model_config *c = &m->cfg;
-    size_t d = (size_t)c->hidden_size, hd = (size_t)c->head_dim;
-    size_t H = (size_t)c->num_heads, KV = (size_t)c->num_kv_heads;
-    size_t inter = (size_t)c->intermediate_size;
-    size_t per_chunk, n, words;
-    float *ws;
-    int rc = 0;
+    struct fwd_shape s;
+    struct fwd_weights w;
+    float *ws = NULL;
+    int rc;
 
-    if (nseq == 0 || seqlen == 0)
-        return GQ_FAIL(e, GQ_EINVAL, "empty batch (%zu sequences of %zu tokens)", nseq, seqlen);
-    per_chunk = CHUNK_TOKENS / seqlen ? CHUNK_TOKENS / seqlen : 1;
-    if (per_chunk > nseq)
-        per_chunk = nseq;
-    n = per_chunk * seqlen;
-    words = n * (d + 2 * H * hd + 2 * KV * hd + 2 * inter) + seqlen * seqlen + seqlen * hd;
-    ws = gq_malloc_aligned(words * sizeof(float));
-    if (!ws)
-        return GQ_FAIL(e, GQ_ENOMEM, "out of memory for the activations of %zu tokens", n);
-    for (size_t s0 = 0; s0 < nseq && rc == 0; s0 += per_chunk) {
-        size_t k = nseq - s0 < per_chunk ? nseq - s0 : per_chunk;
-        rc = layer_chunk(hidden + s0 * seqlen * d, m, l, k, seqlen, cb, payload, stop_after, ws, e);
-        if (rc > 0)
-            rc = GQ_FAIL(e, GQ_ECANCELED, "stopped by the capture callback");
+    if (stop_after != CAP_NONE && ((int)stop_after < 0 || stop_after >= CAP_COUNT))
+        return GQ_FAIL(e, GQ_EINVAL, "no such capture point %d", (int)stop_after);
+    if (l->index < 0)
+        return GQ_FAIL(e, GQ_EINVAL, "decoder layer has no weights");
+    for (int i = 0; i < LIN_COUNT; i++) {
+        size_t rows, cols;
+        linear_shape(&rows, &cols, &m->cfg, (enum linear_id)i);
+        if (rows != l->rows[i] || cols != l->cols[i] ||
+            !l->b[i] != !linear_has_bias(&m->cfg, (enum linear_id)i) ||
+            !l->q_norm != !m->cfg.arch->qk_norm)
+            return GQ_FAIL(e, GQ_EINVAL, "decoder layer %d was not loaded from this model",
+                           l->index);
     }
+    shape_of(&s, m);
+    weights_of(&w, l);
+    if ((rc = workspace(&ws, &s, nseq, seqlen, e)) < 0)
+        return rc;
+    rc = fwd_layer(hidden, &s, &w, nseq, seqlen, cb, payload, stop_after, ws, e);
     gq_free(ws);
     return rc;
 }
 
-int model_logits(float *logits, model *m, const float *hidden, size_t n, gq_err *e)
+/* Convert the lm_head (or the tied embedding) once. */
+static int lm_head(model *m, gq_err *e)
 {
     const struct model_config *c = &m->cfg;
-    size_t d = (size_t)c->hidden_size, vocab = (size_t)c->vocab_size;
+    const char *name = c->tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+    const struct st_tensor *t;
+    float *w;
+    int rc;
+
+    if (m->lm_head)
+        return 0;
+    if ((rc = find_tensor(&t, m->st, name, c->vocab_size, c->hidden_size, e)) < 0)
+        return rc;
+    w = gq_mallocn(t->numel, sizeof(float));
+    if (!w)
+        return GQ_FAIL(e, GQ_ENOMEM, "out of memory converting %s", name);
+    if ((rc = convert(w, t, e)) < 0) {
+        gq_free(w);
+        return rc;
+    }
+    m->lm_head = w;
+    return 0;
+}
+
+int model_logits(float *logits, model *m, const float *hidden, size_t n, gq_err *e)
+{
+    const size_t d = (size_t)m->cfg.hidden_size, vocab = (size_t)m->cfg.vocab_size;
     float *nrm;
     int rc;
 
-    if (!m->lm_head) {
-        const char *name = c->tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-        if ((rc = load_tensor(&m->lm_head, m, name, (int64_t)vocab, (int64_t)d, e)) < 0)
-            return rc;
-    }
+    if (n == 0)
+        return 0;
+    if ((rc = lm_head(m, e)) < 0)
+        return rc;
+    if (n > (size_t)INT32_MAX / (d > vocab ? d : vocab))
+        return GQ_FAIL(e, GQ_EINVAL, "too many rows of logits at once (%zu)", n);
     nrm = gq_mallocn(n * d, sizeof(float));
     if (!nrm)
         return GQ_FAIL(e, GQ_ENOMEM, "out of memory for %zu tokens of logits", n);
-    rmsnorm(nrm, hidden, m->final_norm, n, d, (float)c->rms_norm_eps);
-    linear(logits, nrm, m->lm_head, NULL, n, vocab, d);
+    fwd_rmsnorm(nrm, hidden, m->final_norm, n, d, (float)m->cfg.rms_norm_eps);
+    fwd_linear(logits, nrm, m->lm_head, NULL, n, vocab, d);
     gq_free(nrm);
     return 0;
 }
@@ -543,62 +618,81 @@ int model_nll(double *nll, size_t *count, model *m, const int32_t *tokens, size_
               size_t seqlen, size_t batch, gq_err *e)
 {
     const struct model_config *c = &m->cfg;
-    size_t d = (size_t)c->hidden_size, vocab = (size_t)c->vocab_size, rows = 256;
-    float *hidden = NULL, *logits = NULL;
+    const size_t d = (size_t)c->hidden_size, vocab = (size_t)c->vocab_size;
+    size_t rows = LOGITS_FLOATS / vocab;
+    float *hidden = NULL, *ws = NULL, *nrm = NULL, *logits = NULL;
     model_layer *l = NULL;
+    struct fwd_shape s;
+    struct fwd_weights w;
     double total = 0.0;
-    int rc = 0;
+    int rc;
 
-    if (seqlen < 2 || nblocks == 0)
-        return GQ_FAIL(e, GQ_EINVAL, "perplexity needs blocks of at least 2 tokens");
+    if (seqlen < 2)
+        return GQ_FAIL(e, GQ_EINVAL, "perplexity needs blocks of at least 2 tokens (seqlen %zu)",
+                       seqlen);
+    if (nblocks == 0)
+        return GQ_FAIL(e, GQ_EINVAL, "perplexity needs at least one block");
+    if (seqlen > MAX_SEQLEN || nblocks > SIZE_MAX / seqlen)
+        return GQ_FAIL(e, GQ_EINVAL, "too many tokens (%zu blocks of %zu)", nblocks, seqlen);
+    if ((rc = check_ids(m, tokens, nblocks * seqlen, seqlen, e)) < 0)
+        return rc;
     if (batch == 0)
         batch = 8;
     if (batch > nblocks)
         batch = nblocks;
-    hidden = gq_mallocn(batch * seqlen * d, sizeof(float));
-    logits = gq_mallocn(rows * vocab, sizeof(float));
-    if (!hidden || !logits) {
-        rc = GQ_FAIL(e, GQ_ENOMEM, "out of memory for a batch of %zu blocks", batch);
+    rows = rows < 16 ? 16 : rows > 512 ? 512 : rows;
+    shape_of(&s, m);
+    if ((rc = lm_head(m, e)) < 0 || (rc = workspace(&ws, &s, batch, seqlen, e)) < 0 ||
+        (rc = layer_alloc(&l, m, e)) < 0)
+        goto done;
+    weights_of(&w, l);
+    hidden = gq_mallocn(batch * seqlen, d * sizeof(float));
+    nrm = gq_mallocn(rows, d * sizeof(float));
+    logits = gq_mallocn(rows, vocab * sizeof(float));
+    if (!hidden || !nrm || !logits) {
+        rc = GQ_FAIL(e, GQ_ENOMEM, "out of memory for a batch of %zu blocks of %zu tokens", batch,
+                     seqlen);
         goto done;
     }
     for (size_t b0 = 0; b0 < nblocks; b0 += batch) {
-        size_t nb = nblocks - b0 < batch ? nblocks - b0 : batch, n = nb * seqlen;
+        const size_t nb = nblocks - b0 < batch ? nblocks - b0 : batch, n = nb * seqlen;
         const int32_t *ids = tokens + b0 * seqlen;
+
         if ((rc = model_embed(hidden, m, ids, n, e)) < 0)
             goto done;
         for (int i = 0; i < c->num_layers; i++) {
-            if ((rc = model_layer_load(&l, m, i, e)) < 0)
-                goto done;
-            rc = layer_forward(hidden, m, l, nb, seqlen, NULL, NULL, CAP_NONE, e);
-            model_layer_free(l);
-            l = NULL;
-            if (rc < 0)
+            if ((rc = layer_fill(l, m, i, e)) < 0 ||
+                (rc = fwd_layer(hidden, &s, &w, nb, seqlen, NULL, NULL, CAP_NONE, ws, e)) < 0)
                 goto done;
         }
         for (size_t r0 = 0; r0 < n; r0 += rows) {
-            size_t k = n - r0 < rows ? n - r0 : rows;
-            if ((rc = model_logits(logits, m, hidden + r0 * d, k, e)) < 0)
-                goto done;
+            const size_t k = n - r0 < rows ? n - r0 : rows;
+            fwd_rmsnorm(nrm, hidden + r0 * d, m->final_norm, k, d, (float)c->rms_norm_eps);
+            fwd_linear(logits, nrm, m->lm_head, NULL, k, vocab, d);
             for (size_t r = 0; r < k; r++) {
-                size_t t = r0 + r;
+                const size_t t = r0 + r;
                 const float *z = logits + r * vocab;
-                float mx = -INFINITY;
-                double s = 0.0;
+                double lse;
                 if (t % seqlen == seqlen - 1)
                     continue;   /* the last position predicts nothing */
-                for (size_t j = 0; j < vocab; j++)
-                    mx = z[j] > mx ? z[j] : mx;
-                for (size_t j = 0; j < vocab; j++)
-                    s += (double)expf(z[j] - mx);
-                total += log(s) + (double)mx - (double)z[ids[t + 1]];
+                lse = fwd_logsumexp(z, vocab);
+                if (!isfinite(lse) || !isfinite(z[ids[t + 1]])) {
+                    rc = GQ_FAIL(e, GQ_ENUMERIC, "non-finite logits at block %zu, position %zu",
+                                 b0 + t / seqlen, t % seqlen);
+                    goto done;
+                }
+                total += lse - (double)z[ids[t + 1]];
             }
         }
     }
     *nll = total;
     *count = nblocks * (seqlen - 1);
+    rc = 0;
 done:
     model_layer_free(l);
+    gq_free(ws);
     gq_free(hidden);
+    gq_free(nrm);
     gq_free(logits);
     return rc;
 }

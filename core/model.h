@@ -23,6 +23,10 @@
  * layer as it needs.  model_layer_set_linear() replaces a Linear's weight
  * (by its dequantized version) before the next run.
  *
+ * Batches are processed in chunks of whole sequences (about 4096 tokens,
+ * at least one sequence), so activations stay bounded whatever nseq; the
+ * callback is then called once per chunk and point, in chunk order.
+ *
  * Threads: a model and its layers are read-only during forward passes
  * except through the functions that say otherwise; different layers may
  * run on different threads.
@@ -51,55 +55,99 @@ enum capture_point linear_capture_point(enum linear_id id);
 typedef struct model model;
 typedef struct model_layer model_layer;
 
+/*
+ * Open the model in dir: dir/config.json (model_config_load) and dir's
+ * safetensors (st_model_open, mapped, nothing converted).  Every tensor
+ * the config implies (embeddings, each layer's Linears, their biases when
+ * the config has them, norms, q/k norms for Qwen3, the final norm, the
+ * lm_head unless tied) is checked here for presence, shape and a float
+ * dtype (F32, F16, BF16); tensors the config does not use are ignored, as
+ * transformers ignores them.  Free with model_close (NULL-safe).  Errors:
+ * those of model_config_load and st_model_open (GQ_ENOTFOUND when dir has
+ * no config.json or no checkpoint); GQ_EINVAL naming a missing tensor or
+ * one with the wrong shape or dtype, with the expected shape; GQ_ENOMEM.
+ */
 int model_open(model **out, const char *dir, gq_err *e);
 void model_close(model *m);
+/* The parsed config and the mapped tensors; owned by m, valid until model_close. */
 const struct model_config *model_config_of(const model *m);
 const st_model *model_tensors(const model *m);
 
-/* Rows and columns (out_features, in_features) of a Linear. */
+/* Rows and columns (out_features, in_features) of a Linear, from the config. */
 void model_linear_shape(size_t *rows, size_t *cols, const model *m, enum linear_id id);
 
-/* hidden (n, hidden) = embeddings of ids; ids outside the vocabulary are GQ_EINVAL. */
+/*
+ * hidden (n, hidden) = the embeddings of ids (n), widened to float32.
+ * GQ_EINVAL, naming the first bad id and its position, when an id is
+ * outside 0..vocab_size-1 (nothing written); GQ_ENOMEM.
+ */
 int model_embed(float *hidden, const model *m, const int32_t *ids, size_t n, gq_err *e);
 
-/* Decoder layer i's weights in float32. Free with model_layer_free. */
+/*
+ * Decoder layer i's weights in float32 (one allocation; q/k/v adjacent),
+ * the mapped pages released after conversion.  Free with
+ * model_layer_free (NULL-safe).  GQ_EINVAL for i outside 0..num_layers-1
+ * or a bad tensor (as model_open), GQ_ENOMEM.
+ */
 int model_layer_load(model_layer **out, const model *m, int i, gq_err *e);
 void model_layer_free(model_layer *l);
 
-/* The layer's float32 weight (rows, cols) of a Linear, and its bias or NULL. */
+/*
+ * The layer's float32 weight (rows, cols) of a Linear, and its bias (rows)
+ * or NULL; owned by l, valid until model_layer_free; NULL for a bad id.
+ */
 const float *model_layer_linear(const model_layer *l, enum linear_id id);
 const float *model_layer_bias(const model_layer *l, enum linear_id id);
-/* Replace a Linear's weight (rows, cols), e.g. by its dequantized version. */
+/*
+ * Replace a Linear's weight by a copy of w (rows, cols), e.g. its
+ * dequantized version; the bias stays.  GQ_EINVAL for a bad id or NULL w.
+ */
 int model_layer_set_linear(model_layer *l, enum linear_id id, const float *w, gq_err *e);
 
 /*
- * Called with the input x (tokens, cols) of capture point `point`;
- * tokens = nseq * seqlen.  A non-zero return stops the forward pass and is
- * returned by layer_forward.
+ * Called with the input x (tokens, cols) of capture point `point` for one
+ * chunk of nseq whole sequences (tokens = nseq * seqlen); x is read-only
+ * and valid during the call only.  0 goes on.  A positive return stops the
+ * forward pass: layer_forward returns GQ_ECANCELED.  A negative return (a
+ * gq_code) stops it too and is returned as is, with a generic message in
+ * e (a callback with a better message keeps it in its payload).
  */
 typedef int (*capture_fn)(enum capture_point point, const float *x, size_t tokens, size_t cols,
                           size_t nseq, void *payload);
 
 /*
- * Run decoder layer l on hidden (nseq * seqlen, hidden), in place.  cb may
- * be NULL.  stop_after: CAP_NONE runs the whole layer (hidden is then the
- * layer's output); a capture point stops right after that point's
- * callback (hidden is then unspecified).
+ * Run decoder layer l on hidden (nseq * seqlen, hidden), in place,
+ * positions 0..seqlen-1 in every sequence.  cb may be NULL.  stop_after:
+ * CAP_NONE runs the whole layer (hidden is then the layer's output); a
+ * capture point stops right after that point's callback (hidden is then
+ * unspecified).  Allocates its workspace (the activations of one chunk)
+ * per call.  m and l are only read: calls may run on several threads.
+ * Errors: GQ_EINVAL for nseq or seqlen 0, seqlen over 2^20 or a bad
+ * stop_after; GQ_ENOMEM; the callback's (see capture_fn).
  */
 int layer_forward(float *hidden, const model *m, const model_layer *l, size_t nseq, size_t seqlen,
                   capture_fn cb, void *payload, enum capture_point stop_after, gq_err *e);
 
 /*
  * Final norm and lm_head: logits (n, vocab) from hidden (n, hidden).  The
- * lm_head (or the tied embedding) is converted to float32 once and kept by m.
+ * lm_head (or the tied embedding) is converted to float32 on first use and
+ * kept by m, so this call modifies m: not concurrently with others on m.
+ * GQ_ENOMEM.
  */
 int model_logits(float *logits, model *m, const float *hidden, size_t n, gq_err *e);
 
 /*
  * Negative log-likelihood summed over every predicted position of every
  * block: tokens (nblocks, seqlen), positions 0..seqlen-2 predict 1..seqlen-1.
- * *nll gets the sum, *count the number of predictions (nblocks*(seqlen-1)).
- * Perplexity = exp(nll / count).  Runs blocks in batches of batch.
+ * *nll gets the sum (log-softmax in float32, max-subtracted, summed in
+ * double), *count the number of predictions (nblocks*(seqlen-1)).
+ * Perplexity = exp(nll / count).  Runs blocks in batches of batch (0: 8):
+ * per batch, embeddings, every layer (converted, run, dropped), logits;
+ * memory is one layer, one batch's activations and a block of logits.
+ * Modifies m as model_logits does.  Errors: GQ_EINVAL for seqlen < 2, no
+ * blocks, too many tokens, a token id outside the vocabulary (checked
+ * before any work, naming block and position), a bad tensor; GQ_ENUMERIC
+ * for non-finite logits; GQ_ENOMEM.  Outputs are set only on success.
  */
 int model_nll(double *nll, size_t *count, model *m, const int32_t *tokens, size_t nblocks,
               size_t seqlen, size_t batch, gq_err *e);

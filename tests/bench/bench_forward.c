@@ -6,10 +6,12 @@
  * directory with the project's own writer, then read back like any model.
  *
  * flops counts the seven Linears (2 * tokens * in * out each) and the two
- * attention products over the full seqlen x seqlen square (2 * 2 * seq^2 *
- * head_dim per sequence and head), which is what the GEMMs compute.
+ * attention products over the causal half only (2 * 2 * seq * (seq + 1) / 2
+ * * head_dim per sequence and head): the forward skips the keys a query
+ * cannot see, so counting the full square would flatter it.  The sgemm
+ * reference is the best of two runs, the layer the best of two.
  * Prints {"bench": "forward_layer", "seconds", "tokens_per_s", "vs":
- * "sgemm4096", "flops_ratio"}.
+ * "sgemm4096", "flops_ratio", "attention_flops": "causal"}.
  */
 #include <cblas.h>
 #include <stdint.h>
@@ -122,10 +124,15 @@ int main(void)
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, HID, HID, HID, 1.0f, a, HID, b, HID,
                 0.0f, c, HID);
-    t0 = now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, HID, HID, HID, 1.0f, a, HID, b, HID,
-                0.0f, c, HID);
-    sg = now() - t0;
+    sg = 1e30;
+    for (int rep = 0; rep < 2; rep++) {
+        t0 = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, HID, HID, HID, 1.0f, a, HID, b, HID,
+                    0.0f, c, HID);
+        t0 = now() - t0;
+        if (t0 < sg)
+            sg = t0;
+    }
     for (int rep = 0; rep < 2; rep++) {
         for (size_t i = 0; i < (size_t)NSEQ * SEQ * HID; i++)
             h[i] = frand();
@@ -137,11 +144,12 @@ int main(void)
             best = t0;
     }
     flops = 2.0 * NSEQ * SEQ * ((double)HID * HID * 4 + 3.0 * HID * INTER) +
-            4.0 * NSEQ * 32 * (double)SEQ * SEQ * 128;
+            4.0 * NSEQ * 32 * ((double)SEQ * (SEQ + 1) / 2) * 128;
     printf("{\"bench\": \"sgemm4096\", \"seconds\": %.4f, \"gflops\": %.1f}\n", sg,
            2.0 * HID * (double)HID * HID / sg * 1e-9);
     printf("{\"bench\": \"forward_layer\", \"seconds\": %.4f, \"tokens_per_s\": %.0f, \"vs\": "
-           "\"sgemm4096\", \"time_ratio\": %.3f, \"flops_ratio\": %.3f, \"gflops\": %.1f}\n",
+           "\"sgemm4096\", \"time_ratio\": %.3f, \"flops_ratio\": %.3f, \"gflops\": %.1f, "
+           "\"attention_flops\": \"causal\"}\n",
            best, NSEQ * SEQ / best, best / sg,
            (flops / best) / (2.0 * HID * (double)HID * HID / sg), flops / best * 1e-9);
     rc = 0;
