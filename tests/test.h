@@ -67,6 +67,26 @@ static inline const char *test_shared_dir(void)
     return path;
 }
 
+/* The whole file in a malloc'd NUL-terminated buffer (len may be NULL), or NULL. */
+static inline char *test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n;
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (buf = malloc((size_t)n + 1)) != NULL) {
+        if (fread(buf, 1, (size_t)n, f) != (size_t)n)
+            n = 0;
+        buf[n] = '\0';
+        if (len)
+            *len = (size_t)n;
+    }
+    fclose(f);
+    return buf;
+}
+
 /* Deterministic pseudo-random numbers (splitmix64), so tests never flake. */
 static inline unsigned long long test_rand_u64(unsigned long long *s)
 {

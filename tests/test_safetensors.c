@@ -97,27 +97,6 @@ static int write_st(const char *path, const char *hdr, size_t data_size)
     return write_st_raw(path, strlen(hdr), hdr, strlen(hdr), data_size);
 }
 
-/* The whole file into a malloc'd NUL-terminated buffer. */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n)
-        n = 0;
-    buf[n] = '\0';
-    fclose(f);
-    if (len)
-        *len = (size_t)n;
-    return buf;
-}
-
 /* Deterministic bytes for tensor k. */
 static void fill(unsigned char *p, size_t n, unsigned k)
 {
@@ -332,7 +311,7 @@ static void test_safetensors__round_trip_every_dtype(void)
         CHECK_EQ_INT(st_model_total_bytes(m), prev_end);
     }
     /* the header: 8-aligned, compact, __metadata__ first, space padding */
-    bytes = slurp(path, &len);
+    bytes = test_read_file(path, &len);
     if (bytes && len >= 8) {
         for (int i = 7; i >= 0; i--)
             n = n << 8 | (unsigned char)bytes[i];
@@ -369,7 +348,7 @@ static void test_safetensors__header_bytes(void)
         SKIP("cannot create a directory under /tmp");
     CHECK_OK(write_model(dir, d, 2, 0, &e), &e);
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-    bytes = slurp(path, &len);
+    bytes = test_read_file(path, &len);
     CHECK_EQ_INT(len, 8 + padded + 16);
     if (bytes && len == 8 + padded + 16) {
         CHECK_EQ_INT((unsigned char)bytes[0], padded);
@@ -512,7 +491,7 @@ static void test_safetensors__sharded(void)
     CHECK_EQ_INT(count_files(dir), 5);
     CHECK(!file_exists(dir, "model.safetensors"));
     snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
-    index = slurp(path, NULL);
+    index = test_read_file(path, NULL);
     CHECK_MSG(index && strcmp(index, want_index) == 0, "%s", index ? index : "(none)");
     free(index);
 

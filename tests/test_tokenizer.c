@@ -13,29 +13,6 @@
 #include "test.h"
 #include "tokenizer.h"
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) {
-        buf[n] = '\0';
-        *len = (size_t)n;
-    }
-    return buf;
-}
-
 static void test_tokenizer__matches_tokenizers_library(void)
 {
     const char *shared = test_shared_dir();
@@ -51,7 +28,7 @@ static void test_tokenizer__matches_tokenizers_library(void)
     snprintf(path, sizeof(path), "%s/fixtures/tiny-qwen2-gcide/model/tokenizer.json", shared);
     CHECK_OK(tokenizer_load(&t, path, &e), &e);
     snprintf(path, sizeof(path), "%s/fixtures/tiny-qwen2-gcide/reference/tokenize.json", shared);
-    text = slurp(path, &len);
+    text = test_read_file(path, &len);
     CHECK(text != NULL);
     if (!t || !text)
         goto done;
