@@ -19,6 +19,7 @@ PACKAGES=(
     libsqlite3-dev
     libssl-dev
     libpcre2-dev
+    libutf8proc-dev
     # test-only: the libFuzzer targets in tests/fuzz (run by make test / CI)
     clang
     libclang-rt-14-dev
