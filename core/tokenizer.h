@@ -22,6 +22,18 @@
  *   decoder         ByteLevel, Metaspace, ByteFallback, Fuse, Strip,
  *                   Replace, Sequence
  *
+ * Deliberate differences from the library, all documented choices:
+ *   - truncation and padding in tokenizer.json are ignored (transformers
+ *     ignores them too unless a call asks for them);
+ *   - Unicode character classes in regexes (\p{L}, \p{N}, ...) come from
+ *     PCRE2 (Debian 12: PCRE2 10.42, Unicode 14) while the library's
+ *     Oniguruma knows Unicode 16: a character assigned after Unicode 14
+ *     (e.g. U+1379F, Egyptian Hieroglyphs Extended-A) is "unassigned" to
+ *     us and may be split differently.  Normalization (utf8proc 2.8) is
+ *     Unicode 15.
+ *   - Text is bytes here: invalid UTF-8 is refused (the library's input
+ *     is a Rust string, valid by construction).
+ *
  * A tokenizer is immutable after loading and may be shared by threads.
  */
 #ifndef GQ_TOKENIZER_H

@@ -15,8 +15,8 @@
  * The BLAS thread count is set once here, before any work, to the number
  * of online CPUs: core/ never changes it.
  *
- * Subcommands today: eval.  quantize, tokenize and inspect join the table
- * as the pipeline, the tokenizer and the checkpoint reader land.
+ * Subcommands today: eval, tokenize.  quantize and inspect join the table
+ * as the pipeline and the checkpoint reader land.
  */
 #include <cblas.h>
 #include <errno.h>
@@ -28,9 +28,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
+#include "json.h"
 #include "log.h"
 #include "mem.h"
 #include "model.h"
+#include "tokenizer.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -60,6 +63,33 @@ static const char eval_usage[] =
     "\n"
     "Prints \"perplexity P over T tokens\", T being the number of predicted\n"
     "positions (blocks * (N - 1)).\n"
+    "\n"
+    "exit status: 0 ok, 1 runtime error, 2 usage error\n";
+
+static const char tokenize_usage[] =
+    "usage: gptq tokenize PATH (--text STR | --file F | --jsonl F) [--no-special] [--decode] [--json]\n"
+    "\n"
+    "Token ids of a text as the model's Hugging Face tokenizer gives them (the\n"
+    "tokenizers library's encode, special tokens added as add_special_tokens=True\n"
+    "does), and optionally the ids decoded back to text.\n"
+    "\n"
+    "  PATH             a model directory (tokenizer.json, with the overrides of\n"
+    "                   tokenizer_config.json as transformers applies them) or a\n"
+    "                   tokenizer.json file (loaded alone)\n"
+    "  --text STR       encode STR\n"
+    "  --file F         encode the whole of file F, as bytes (- reads stdin)\n"
+    "  --jsonl F        encode each non-empty line of F (- reads stdin): a JSON\n"
+    "                   object with a \"text\" string, or a JSON string (a text\n"
+    "                   cannot hold U+0000); prints one JSON line per input line\n"
+    "  --no-special     add no special tokens (add_special_tokens=False)\n"
+    "  --decode         also decode the ids, special tokens kept\n"
+    "  --json           print {\"ids\": [...]} (and \"decoded\" with --decode)\n"
+    "  -h, --help       this text\n"
+    "\n"
+    "Prints the ids on one line, separated by spaces, and with --decode the\n"
+    "decoded text on the next.  --jsonl always prints JSON, one\n"
+    "{\"ids\": [...]} object (with \"decoded\" under --decode) per input line; an\n"
+    "error stops it with the line number.\n"
     "\n"
     "exit status: 0 ok, 1 runtime error, 2 usage error\n";
 
@@ -213,8 +243,241 @@ done:
     return 0;
 }
 
+/* Open path for reading, "-" meaning stdin. */
+static int open_input(FILE **out, const char *path, gq_err *e)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f)
+        return GQ_FAIL(e, errno == ENOENT ? GQ_ENOTFOUND : GQ_EIO, "cannot open %s: %s", path, strerror(errno));
+    *out = f;
+    return 0;
+}
+
+static void close_input(FILE *f)
+{
+    if (f && f != stdin)
+        fclose(f);
+}
+
+/* The whole of path ("-" = stdin), as bytes, appended to b. */
+static int read_all(gq_buf *b, const char *path, gq_err *e)
+{
+    FILE *f = NULL;
+    char chunk[65536];
+    size_t got;
+    int rc;
+
+    if ((rc = open_input(&f, path, e)) < 0)
+        return rc;
+    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        if ((rc = gq_buf_append(b, chunk, got, e)) < 0)
+            goto done;
+    if (ferror(f))
+        rc = GQ_FAIL(e, GQ_EIO, "cannot read %s: %s", path, strerror(errno));
+done:
+    close_input(f);
+    return rc;
+}
+
+/*
+ * Print one tokenization: the ids space-separated on a line (then the
+ * decoded text, when there is one, on the next), or with json one line
+ * {"ids": [...], "decoded": "..."} built and escaped by gq_json.
+ */
+static int print_tokens(const int32_t *ids, size_t n, const char *decoded, size_t decoded_len, int json,
+                        gq_err *e)
+{
+    gq_buf line = GQ_BUF_INIT;
+    gq_json *obj = NULL, *arr = NULL;
+    char *txt = NULL;
+    int rc = 0;
+
+    if (json) {
+        if (!(obj = gq_json_new_object()) || !(arr = gq_json_new_array())) {
+            rc = GQ_FAIL(e, GQ_ENOMEM, "out of memory printing %zu ids", n);
+            goto done;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (gq_json_add(arr, NULL, gq_json_new_number(ids[i])) < 0) {
+                rc = GQ_FAIL(e, GQ_ENOMEM, "out of memory printing %zu ids", n);
+                goto done;
+            }
+        rc = gq_json_append(obj, "ids", arr);
+        arr = NULL; /* owned by obj, or freed, either way */
+        /* gq_json strings end at NUL; a decoded text holding one is cut there */
+        if (rc == 0 && decoded)
+            rc = gq_json_append(obj, "decoded", gq_json_new_string(decoded));
+        if (rc < 0 || !(txt = gq_json_print(obj, 0))) {
+            rc = GQ_FAIL(e, GQ_ENOMEM, "out of memory printing %zu ids", n);
+            goto done;
+        }
+        if ((rc = gq_buf_printf(&line, e, "%s\n", txt)) < 0)
+            goto done;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            if ((rc = gq_buf_printf(&line, e, i ? " %d" : "%d", (int)ids[i])) < 0)
+                goto done;
+        if ((rc = gq_buf_append(&line, "\n", 1, e)) < 0)
+            goto done;
+        if (decoded && ((rc = gq_buf_append(&line, decoded, decoded_len, e)) < 0 ||
+                        (rc = gq_buf_append(&line, "\n", 1, e)) < 0))
+            goto done;
+    }
+    if (fwrite(line.ptr, 1, line.len, stdout) != line.len)
+        rc = GQ_FAIL(e, GQ_EIO, "cannot write the result: %s", strerror(errno));
+done:
+    gq_json_free_text(txt);
+    gq_json_free(arr);
+    gq_json_free(obj);
+    gq_buf_free(&line);
+    return rc;
+}
+
+/* Encode len bytes of text (and decode them back when asked), then print. */
+static int tokenize_one(const tokenizer *t, const char *text, size_t len, int add_special, int decode, int json,
+                        gq_err *e)
+{
+    int32_t *ids = NULL;
+    char *decoded = NULL;
+    size_t n = 0, decoded_len = 0;
+    int rc;
+
+    if ((rc = tokenizer_encode(&ids, &n, t, text, len, add_special, e)) < 0)
+        goto done;
+    if (decode && (rc = tokenizer_decode(&decoded, &decoded_len, t, ids, n, 0, e)) < 0)
+        goto done;
+    rc = print_tokens(ids, n, decoded, decoded_len, json, e);
+done:
+    gq_free(ids);
+    gq_free(decoded);
+    return rc;
+}
+
+/*
+ * --jsonl: one JSON result line per non-empty input line of f (name is
+ * for messages).  The first bad line stops it with an error naming it.
+ */
+static int tokenize_jsonl(const tokenizer *t, FILE *f, const char *name, int add_special, int decode, gq_err *e)
+{
+    char *line = NULL; /* getline's buffer: malloc'd, released with free */
+    size_t cap = 0, lineno = 0;
+    ssize_t got;
+    int rc = 0;
+
+    while ((got = getline(&line, &cap, f)) >= 0) {
+        gq_json *j = NULL;
+        const char *text;
+        size_t k = 0;
+
+        lineno++;
+        while (k < (size_t)got && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r' || line[k] == '\n'))
+            k++;
+        if (k == (size_t)got)
+            continue;
+        if ((rc = gq_json_parse(&j, line, (size_t)got, e)) < 0) {
+            gq_err_prefix(e, "%s line %zu", name, lineno);
+            goto done;
+        }
+        text = gq_json_string(j) ? gq_json_string(j) : gq_json_string(gq_json_get(j, "text"));
+        if (!text)
+            rc = GQ_FAIL(e, GQ_EINVAL, "%s line %zu: want a JSON string or an object with a \"text\" string",
+                         name, lineno);
+        else if ((rc = tokenize_one(t, text, strlen(text), add_special, decode, 1, e)) < 0)
+            gq_err_prefix(e, "%s line %zu", name, lineno);
+        gq_json_free(j);
+        if (rc < 0)
+            goto done;
+    }
+    if (ferror(f))
+        rc = GQ_FAIL(e, GQ_EIO, "cannot read %s: %s", name, strerror(errno));
+done:
+    free(line);
+    return rc;
+}
+
+static int cmd_tokenize(int argc, char **argv)
+{
+    const char *path = NULL, *text = NULL, *file = NULL, *jsonl = NULL;
+    int add_special = 1, decode = 0, json = 0, inputs = 0, rc;
+    tokenizer *t = NULL;
+    gq_buf input = GQ_BUF_INIT;
+    FILE *lines = NULL;
+    gq_err e = GQ_ERR_INIT;
+    char what[300], q[128];
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(tokenize_usage, stdout);
+            return 0;
+        } else if (!strcmp(a, "--no-special")) {
+            add_special = 0;
+        } else if (!strcmp(a, "--decode")) {
+            decode = 1;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "--text") || !strcmp(a, "--file") || !strcmp(a, "--jsonl")) {
+            if (i + 1 >= argc) {
+                snprintf(what, sizeof(what), "%s needs a value", a);
+                return usage_error(tokenize_usage, what);
+            }
+            i++;
+            inputs++;
+            if (!strcmp(a, "--text"))
+                text = argv[i];
+            else if (!strcmp(a, "--file"))
+                file = argv[i];
+            else
+                jsonl = argv[i];
+        } else if (a[0] == '-' && a[1]) {
+            snprintf(what, sizeof(what), "unknown option '%s'", gq_err_quote(q, sizeof(q), a));
+            return usage_error(tokenize_usage, what);
+        } else if (!path) {
+            path = a;
+        } else {
+            snprintf(what, sizeof(what), "unexpected argument '%s'", gq_err_quote(q, sizeof(q), a));
+            return usage_error(tokenize_usage, what);
+        }
+    }
+    if (!path)
+        return usage_error(tokenize_usage, "PATH is required");
+    if (inputs == 0)
+        return usage_error(tokenize_usage, "one of --text, --file or --jsonl is required");
+    if (inputs > 1)
+        return usage_error(tokenize_usage, "give only one of --text, --file and --jsonl");
+
+    /* the input first: a missing file should not wait for a large tokenizer to load */
+    if (file && (rc = read_all(&input, file, &e)) < 0)
+        goto done;
+    if (jsonl && (rc = open_input(&lines, jsonl, &e)) < 0)
+        goto done;
+    if ((rc = tokenizer_load_dir(&t, path, &e)) < 0) {
+        if (!strstr(e.msg, path))
+            gq_err_prefix(&e, "%s", path);
+        goto done;
+    }
+    if (jsonl)
+        rc = tokenize_jsonl(t, lines, strcmp(jsonl, "-") ? jsonl : "<stdin>", add_special, decode, &e);
+    else if (file)
+        rc = tokenize_one(t, input.len ? input.ptr : "", input.len, add_special, decode, json, &e);
+    else
+        rc = tokenize_one(t, text, strlen(text), add_special, decode, json, &e);
+    if (rc == 0 && fflush(stdout) != 0)
+        rc = GQ_FAIL(&e, GQ_EIO, "cannot write the result: %s", strerror(errno));
+done:
+    close_input(lines);
+    tokenizer_free(t);
+    gq_buf_free(&input);
+    if (rc < 0) {
+        gq_log(GQ_LOG_ERROR, "%s", e.msg);
+        return EXIT_RUNTIME;
+    }
+    return 0;
+}
+
 static const struct command commands[] = {
     {"eval", cmd_eval, "perplexity of a model on blocks of token ids", eval_usage},
+    {"tokenize", cmd_tokenize, "token ids of a text, as the model's tokenizer gives them", tokenize_usage},
 };
 
 static void usage(FILE *out)
