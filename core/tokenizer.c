@@ -146,6 +146,7 @@ struct tokenizer {
     struct merge_slot *merges;
     size_t merges_cap;
     int ignore_merges, byte_fallback, fuse_unk;
+    int split_at_metaspace;      /* no token holds U+2581 after another character: see bpe_piece */
     int32_t unk_id;              /* -1: none */
     char *prefix, *suffix;       /* continuing_subword_prefix, end_of_word_suffix */
     size_t prefix_len, suffix_len;
@@ -892,8 +893,13 @@ static int norm_step(gq_buf *out, const struct norm *nm, const char *s, size_t l
             (nm->kind == N_NFC || nm->kind == N_NFKC ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE) |
             (nm->kind == N_NFKC || nm->kind == N_NFKD ? UTF8PROC_COMPAT : 0);
         utf8proc_ssize_t n;
-        if (len == 0)
-            return 0;
+        size_t i = 0;
+        /* nothing below U+0300 composes, and ASCII is the same in every form */
+        unsigned char limit = nm->kind == N_NFC ? 0xCC : 0x80;
+        while (i < len && (unsigned char)s[i] < limit)
+            i++;
+        if (i == len)
+            return gq_buf_append(out, s, len, e);
         n = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len, &dst, opt);
         if (n < 0)
             return utf8proc_fail(n, e);
@@ -1112,9 +1118,11 @@ struct sym {
     uint32_t len;
 };
 
+/* A merge waiting in the queue: ordered by rank, then position (key = rank << 32 | pos). */
 struct qitem {
-    int32_t rank, id;
-    uint32_t pos;
+    uint64_t key;
+    int32_t id;
+    uint32_t plen;   /* bytes of the pair when queued: it is stale once that changed */
 };
 
 struct bpe_work {
@@ -1125,18 +1133,13 @@ struct bpe_work {
     gq_buf key;
 };
 
-static int q_less(const struct qitem *a, const struct qitem *b)
-{
-    return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
-}
-
-static void q_push(struct bpe_work *bw, int32_t rank, int32_t id, uint32_t pos)
+static void q_push(struct bpe_work *bw, int32_t rank, int32_t id, uint32_t pos, uint32_t plen)
 {
     size_t i = bw->qn++;
-    struct qitem it = {rank, id, pos};
+    struct qitem it = {(uint64_t)(uint32_t)rank << 32 | pos, id, plen};
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (!q_less(&it, &bw->q[p]))
+        if (it.key >= bw->q[p].key)
             break;
         bw->q[i] = bw->q[p];
         i = p;
@@ -1152,9 +1155,9 @@ static struct qitem q_pop(struct bpe_work *bw)
         size_t c = 2 * i + 1;
         if (c >= n)
             break;
-        if (c + 1 < n && q_less(&bw->q[c + 1], &bw->q[c]))
+        if (c + 1 < n && bw->q[c + 1].key < bw->q[c].key)
             c++;
-        if (!q_less(&bw->q[c], &last))
+        if (bw->q[c].key >= last.key)
             break;
         bw->q[i] = bw->q[c];
         i = c;
@@ -1183,19 +1186,14 @@ struct ids {
     size_t n, cap;
 };
 
-/* BPE::tokenize on one piece s[0, n): ids appended to o. */
-static int bpe_piece(struct ids *o, const tokenizer *t, const char *s, size_t n, struct bpe_work *bw, gq_err *e)
+/* Word::merge_word + merge_all on s[0, n): ids appended to o. */
+static int bpe_word(struct ids *o, const tokenizer *t, const char *s, size_t n, struct bpe_work *bw, gq_err *e)
 {
     size_t k = 0;
     int32_t unk = -1;
     uint32_t unk_len = 0;
     int rc;
 
-    if (t->ignore_merges) {
-        int32_t whole = vocab_find(t, s, n);
-        if (whole >= 0)
-            return push_id(&o->v, &o->n, &o->cap, whole, e);
-    }
     if (n + 1 > bw->symcap) {
         struct sym *p = gq_realloc(bw->sym, (n + 1) * sizeof(*p));
         struct qitem *q = gq_realloc(bw->q, (3 * n + 3) * sizeof(*q));
@@ -1280,38 +1278,74 @@ static int bpe_piece(struct ids *o, const tokenizer *t, const char *s, size_t n,
         return 0;
     bw->sym[k - 1].next = -1;
 
-    /* Word::merge_all */
+    /*
+     * Word::merge_all.  The library drops a queued merge when the pair now
+     * at its position no longer makes the same token; a pair only changes
+     * by one of its two symbols growing, and a grown pair spells a longer
+     * string, hence another token: so comparing the pair's byte length
+     * with the one it had when queued is the same test, without a lookup.
+     */
     bw->qn = 0;
     for (size_t i = 0; i + 1 < k; i++) {
         const struct merge_slot *m = merge_find(t, bw->sym[i].c, bw->sym[i + 1].c);
         if (m)
-            q_push(bw, m->rank, m->id, (uint32_t)i);
+            q_push(bw, m->rank, m->id, (uint32_t)i, bw->sym[i].len + bw->sym[i + 1].len);
     }
     while (bw->qn) {
         struct qitem top = q_pop(bw);
-        struct sym *cur = &bw->sym[top.pos], right;
+        uint32_t pos = (uint32_t)top.key;
+        struct sym *cur = &bw->sym[pos], right;
         const struct merge_slot *m;
-        if (cur->len == 0 || cur->next < 0)
-            continue;
-        right = bw->sym[cur->next];
-        m = merge_find(t, cur->c, right.c);
-        if (!m || m->id != top.id)
+        if (cur->len == 0 || cur->next < 0 || cur->len + bw->sym[cur->next].len != top.plen)
             continue;   /* an expired entry */
+        right = bw->sym[cur->next];
         bw->sym[cur->next].len = 0;
         cur->c = top.id;
         cur->len += right.len;
         cur->next = right.next;
         if (right.next >= 0)
-            bw->sym[right.next].prev = (int32_t)top.pos;
+            bw->sym[right.next].prev = (int32_t)pos;
         if (cur->prev >= 0 && (m = merge_find(t, bw->sym[cur->prev].c, cur->c)))
-            q_push(bw, m->rank, m->id, (uint32_t)cur->prev);
+            q_push(bw, m->rank, m->id, (uint32_t)cur->prev, bw->sym[cur->prev].len + cur->len);
         if (cur->next >= 0 && (m = merge_find(t, cur->c, bw->sym[cur->next].c)))
-            q_push(bw, m->rank, m->id, top.pos);
+            q_push(bw, m->rank, m->id, pos, cur->len + bw->sym[cur->next].len);
     }
     for (size_t i = 0; i < k; i++)
         if (bw->sym[i].len && (rc = push_id(&o->v, &o->n, &o->cap, bw->sym[i].c, e)) < 0)
             return rc;
     return 0;
+}
+
+#define METASPACE "\xE2\x96\x81"   /* U+2581, SentencePiece's word boundary */
+
+/*
+ * BPE::tokenize on one piece s[0, n): ids appended to o.  Without a
+ * pre-tokenizer (SentencePiece-style tokenizers) a piece is a whole text
+ * and the merge queue grows with it; when no token of the vocab holds
+ * U+2581 right after another character (checked at load), no merge can
+ * join the two sides of such a place, so the words between them are merged
+ * on their own, with the same result.
+ */
+static int bpe_piece(struct ids *o, const tokenizer *t, const char *s, size_t n, struct bpe_work *bw, gq_err *e)
+{
+    size_t start = 0;
+    int rc;
+
+    if (t->ignore_merges) {
+        int32_t whole = vocab_find(t, s, n);
+        if (whole >= 0)
+            return push_id(&o->v, &o->n, &o->cap, whole, e);
+    }
+    if (!t->split_at_metaspace)
+        return bpe_word(o, t, s, n, bw, e);
+    for (size_t i = 3; i + 3 <= n; i++) {
+        if (memcmp(s + i, METASPACE, 3) != 0 || !memcmp(s + i - 3, METASPACE, 3))
+            continue;
+        if ((rc = bpe_word(o, t, s + start, i - start, bw, e)) < 0)
+            return rc;
+        start = i;
+    }
+    return bpe_word(o, t, s + start, n - start, bw, e);
 }
 
 /* ---- encoding ---- */
@@ -2191,6 +2225,21 @@ static int parse_model(tokenizer *t, const gq_json *model, gq_err *e)
         char code[8];
         snprintf(code, sizeof(code), "<0x%02X>", b);
         t->byte_tok[b] = vocab_find(t, code, 6);
+    }
+    /* see bpe_piece: U+2581 in the vocab, only ever at the start of tokens or after another U+2581 */
+    t->split_at_metaspace = !t->prefix && !t->suffix && vocab_find(t, METASPACE, 3) >= 0;
+    for (size_t i = 0; i < t->vocab_cap && t->split_at_metaspace; i++) {
+        const struct vocab_slot *v = &t->vocab[i];
+        const char *str = t->arena + v->off, *hit;
+        if (v->len == UINT32_MAX)
+            continue;
+        for (size_t p = 1; p + 3 <= v->len && (hit = memmem(str + p, v->len - p, METASPACE, 3)); p = (size_t)(hit - str) + 1) {
+            size_t at = (size_t)(hit - str);
+            if (at < 3 || memcmp(hit - 3, METASPACE, 3) != 0) {
+                t->split_at_metaspace = 0;
+                break;
+            }
+        }
     }
     return 0;
 }

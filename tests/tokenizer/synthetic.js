@@ -10,7 +10,7 @@
 // tests/test_tokenizer.c demands the same from core/tokenizer.c.
 'use strict';
 const path = require('path');
-const { Tokenizer } = require(path.join(process.argv[2] || 'build/npm/node_modules', 'tokenizers'));
+const { Tokenizer } = require(path.resolve(process.argv[2] || 'build/npm/node_modules', 'tokenizers'));
 
 // A vocab of single characters, <0xXX> byte tokens, specials and merges.
 function spVocab(extra) {
@@ -80,6 +80,8 @@ const cases = [
   { name: 'sp-unk-not-fused', texts: spTexts,
     tokenizer: tok({ normalizer: spNorm, decoder: spDec, model: bpe({ model: { unk_token: '<unk>', fuse_unk: false } }) }) },
   { name: 'sp-no-unk', texts: spTexts, tokenizer: tok({ normalizer: spNorm, model: bpe({}) }) },
+  { name: 'sp-merge-across-metaspace', texts: ['hello world', 'lo wo lo', 'o o  o'],
+    tokenizer: tok({ normalizer: spNorm, model: bpe({ merges: ['l o', 'lo ▁', 'lo▁ w', 'o ▁', '▁ o'] }) }) },
   { name: 'metaspace-always', texts: ['hello world', 'a <s> b', ' hello', '▁x'],
     tokenizer: tok({ pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true },
       decoder: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true } }) },
