@@ -13,7 +13,7 @@ BUILD   ?= build
 OPT     ?= -O2
 CORE_OPT ?= -O3
 SAN     ?=
-PKGS    := openblas lapacke libcjson libpcre2-8 libutf8proc
+PKGS    := openblas lapacke libcjson libpcre2-8 libutf8proc libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 

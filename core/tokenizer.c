@@ -1362,7 +1362,7 @@ int tokenizer_encode(int32_t **ids, size_t *n, const tokenizer *t, const char *t
     size_t bad;
     int rc = 0;
 
-    GQ_ASSERT_ARG(ids && n && t && (text || len == 0), e);
+    GQ_ASSERT_ARG(e, ids && n && t && (text || len == 0));
     if ((bad = utf8_check(text, len)) != len)
         return GQ_FAIL(e, GQ_EINVAL, "text is not valid UTF-8 (at byte %zu)", bad);
     if (!(w.md = pcre2_match_data_create(1, NULL))) {
@@ -1595,7 +1595,7 @@ int tokenizer_decode(char **text, size_t *len, const tokenizer *t, const int32_t
     struct work w = {NULL};
     int rc = 0;
 
-    GQ_ASSERT_ARG(text && len && t && (ids || n == 0), e);
+    GQ_ASSERT_ARG(e, text && len && t && (ids || n == 0));
     if (!(w.md = pcre2_match_data_create(1, NULL))) {
         rc = GQ_FAIL(e, GQ_ENOMEM, "out of memory decoding ids");
         goto done;
@@ -2399,7 +2399,7 @@ int tokenizer_parse(tokenizer **out, const char *json, size_t len, gq_err *e)
     size_t bad;
     int rc;
 
-    GQ_ASSERT_ARG(out && (json || len == 0), e);
+    GQ_ASSERT_ARG(e, out && (json || len == 0));
     /* cJSON would take invalid UTF-8 inside strings and NUL bytes as blanks; the library does not */
     if ((bad = utf8_check(json, len)) != len)
         return GQ_FAIL(e, GQ_EINVAL, "tokenizer.json: not valid UTF-8 (at byte %zu)", bad);
@@ -2475,7 +2475,7 @@ int tokenizer_load(tokenizer **out, const char *path, gq_err *e)
     gq_buf b = GQ_BUF_INIT;
     int rc;
 
-    GQ_ASSERT_ARG(out && path, e);
+    GQ_ASSERT_ARG(e, out && path);
     if ((rc = read_file(&b, path, TOKENIZER_MAX_BYTES, e)) == 0 &&
         (rc = tokenizer_parse(out, b.ptr ? b.ptr : "", b.len, e)) < 0)
         gq_err_prefix(e, "%s", path);
@@ -2553,7 +2553,7 @@ int tokenizer_load_dir(tokenizer **out, const char *path, gq_err *e)
     gq_buf cfg = GQ_BUF_INIT;
     int rc;
 
-    GQ_ASSERT_ARG(out && path, e);
+    GQ_ASSERT_ARG(e, out && path);
     if (stat(path, &st) < 0)
         return GQ_FAIL(e, errno == ENOENT ? GQ_ENOTFOUND : GQ_EIO, "%s: %s", path, strerror(errno));
     if (!S_ISDIR(st.st_mode))
