@@ -30,6 +30,7 @@
 
 #include "buf.h"
 #include "json.h"
+#include "cli.h"
 #include "log.h"
 #include "mem.h"
 #include "model.h"
@@ -476,6 +477,7 @@ done:
 }
 
 static const struct command commands[] = {
+    {"quantize", cmd_quantize, "GPTQ-quantize a model into a GPTQ checkpoint", quantize_usage},
     {"eval", cmd_eval, "perplexity of a model on blocks of token ids", eval_usage},
     {"tokenize", cmd_tokenize, "token ids of a text, as the model's tokenizer gives them", tokenize_usage},
 };
