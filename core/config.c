@@ -23,6 +23,16 @@
  * v5 (dtype, rope_parameters {rope_theta, rope_type, factor, ...}).  Rope
  * types other than default, linear and llama3 are refused by name, never
  * approximated.
+ *
+ * A GPTQ checkpoint's quantization config is read the same way, key by
+ * key, from config.json's quantization_config or, when that is absent, from
+ * quantize_config.json or quant_config.json (model_gptq_load: where
+ * AutoGPTQ and GPTQModel look).  Only what reading the checkpoint needs is
+ * kept (bits, group_size, desc_act, sym, the zero-point format, the
+ * dynamic rules); anything that cannot be read as GPTQ (another quant
+ * method, a Marlin-repacked format, a pack dtype other than int32, a
+ * quantized lm_head) is refused by name here, before any tensor is
+ * touched.
  */
 #include "config.h"
 
@@ -623,6 +633,140 @@ static int parse_rope(struct model_config *c, const gq_json *root, gq_err *e)
     return 0;
 }
 
+/* ---- the GPTQ quantization config ---- */
+
+/*
+ * Two spellings of one key (quant_method / method, checkpoint_format /
+ * format): *out the one given, NULL when neither; both given and
+ * different is an error.
+ */
+static int get_alias(const char **out, const gq_json *obj, const char *section, const char *key,
+                     const char *alias, gq_err *e)
+{
+    const char *a = NULL, *b = NULL;
+    char n1[96], n2[96], q[64], q2[64];
+    int rc;
+
+    if ((rc = get_string(&a, obj, section, key, e)) < 0 ||
+        (rc = get_string(&b, obj, section, alias, e)) < 0)
+        return rc;
+    if (a && b && strcmp(a, b) != 0)
+        return GQ_FAIL(e, GQ_EINVAL, "config keys %s '%s' and %s '%s' disagree",
+                       key_name(n1, sizeof(n1), section, key), gq_err_quote(q, sizeof(q), a),
+                       key_name(n2, sizeof(n2), section, alias), gq_err_quote(q2, sizeof(q2), b));
+    *out = a ? a : b;
+    return 0;
+}
+
+/* model_gptq_parse, with keys named under section (NULL: a file's top level). */
+static int parse_gptq(struct model_gptq *out, dynamic_rules **dynamic, const gq_json *qc,
+                      const char *section, gq_err *e)
+{
+    struct model_gptq g;
+    const gq_json *j = NULL;
+    const char *method = NULL, *fmt = NULL, *pack = NULL;
+    dynamic_rules *rules = NULL;
+    char name[96], q[64];
+    int lm_head = 0, rc;
+
+    memset(&g, 0, sizeof(g));
+    if (gq_json_type_of(qc) != GQ_JSON_OBJECT) {
+        if (section)
+            return type_error(qc, NULL, section, "an object", e);
+        return GQ_FAIL(e, GQ_EINVAL, "the quantization config must be a JSON object (got %s)",
+                       gq_json_type_name(gq_json_type_of(qc)));
+    }
+    if ((rc = get_alias(&method, qc, section, "quant_method", "method", e)) < 0)
+        return rc;
+    /* AutoGPTQ's older quantize_config.json has no quant_method */
+    if (method && strcmp(method, "gptq") != 0)
+        return GQ_FAIL(e, GQ_EINVAL, "config key %s '%s' is not supported (only gptq)",
+                       key_name(name, sizeof(name), section,
+                                gq_json_get(qc, "quant_method") ? "quant_method" : "method"),
+                       gq_err_quote(q, sizeof(q), method));
+    if ((rc = get_int(&g.bits, qc, section, "bits", 1, 0, INT_MIN, INT_MAX, e)) < 0)
+        return rc;
+    if (g.bits != 2 && g.bits != 3 && g.bits != 4 && g.bits != 8)
+        return GQ_FAIL(e, GQ_EINVAL, "config key %s %d is not supported (2, 3, 4 or 8)",
+                       key_name(name, sizeof(name), section, "bits"), g.bits);
+    if ((rc = get_int(&g.group_size, qc, section, "group_size", 1, 0, -1, INT_MAX, e)) < 0)
+        return rc;
+    if (g.group_size == 0)
+        return GQ_FAIL(e, GQ_EINVAL, "config key %s must be -1 (one group) or positive (got 0)",
+                       key_name(name, sizeof(name), section, "group_size"));
+    if ((rc = get_bool(&g.desc_act, qc, section, "desc_act", 0, e)) < 0 ||
+        (rc = get_bool(&g.sym, qc, section, "sym", 1, e)) < 0 ||
+        (rc = get_bool(&lm_head, qc, section, "lm_head", 0, e)) < 0 ||
+        (rc = get_alias(&fmt, qc, section, "checkpoint_format", "format", e)) < 0 ||
+        (rc = get_string(&pack, qc, section, "pack_dtype", e)) < 0)
+        return rc;
+    if (!fmt || strcmp(fmt, "gptq") == 0)
+        g.format = PACK_GPTQ;
+    else if (strcmp(fmt, "gptq_v2") == 0)
+        g.format = PACK_GPTQ_V2;
+    else
+        return GQ_FAIL(e, GQ_EINVAL, "config key %s '%s' is not supported (gptq or gptq_v2)",
+                       key_name(name, sizeof(name), section,
+                                gq_json_get(qc, "checkpoint_format") ? "checkpoint_format" : "format"),
+                       gq_err_quote(q, sizeof(q), fmt));
+    if (pack && strcmp(pack, "int32") != 0)
+        return GQ_FAIL(e, GQ_EINVAL, "config key %s '%s' is not supported (only int32)",
+                       key_name(name, sizeof(name), section, "pack_dtype"),
+                       gq_err_quote(q, sizeof(q), pack));
+    if (lm_head)
+        return GQ_FAIL(e, GQ_EINVAL, "config key %s is true: a quantized lm_head is not supported",
+                       key_name(name, sizeof(name), section, "lm_head"));
+    if ((rc = member_nonnull(&j, qc, section, "dynamic", e)) < 0)
+        return rc;
+    if ((rc = dynamic_parse(&rules, j, e)) < 0) {
+        gq_err_prefix(e, "config key %s", key_name(name, sizeof(name), section, "dynamic"));
+        return rc;
+    }
+    *out = g;
+    *dynamic = rules;
+    return 0;
+}
+
+int model_gptq_parse(struct model_gptq *out, dynamic_rules **dynamic, const gq_json *qc, gq_err *e)
+{
+    GQ_ASSERT_ARG(e, out != NULL && dynamic != NULL);
+    return parse_gptq(out, dynamic, qc, "quantization_config", e);
+}
+
+void model_gptq_module(struct model_gptq_module *out, const struct model_gptq *g,
+                       const dynamic_rules *dynamic, const char *module)
+{
+    struct gptq_override ov;
+
+    memset(out, 0, sizeof(*out));
+    if (dynamic_match(dynamic, module, &ov) < 0)
+        return;
+    out->quantized = 1;
+    out->bits = ov.has_bits ? ov.bits : g->bits;
+    out->group_size = ov.has_group_size ? ov.group_size : g->group_size;
+    out->desc_act = ov.has_desc_act ? ov.desc_act : g->desc_act;
+    out->sym = ov.has_sym ? ov.sym : g->sym;
+}
+
+/* config.json's quantization_config, when there is one (not null). */
+static int parse_quantization(struct model_config *c, const gq_json *root, gq_err *e)
+{
+    dynamic_rules *dynamic = NULL;
+    const gq_json *qc = NULL;
+    int rc;
+
+    c->quantized = 0;
+    memset(&c->gptq, 0, sizeof(c->gptq));
+    if ((rc = member_nonnull(&qc, root, NULL, "quantization_config", e)) < 0 || !qc)
+        return rc;
+    if ((rc = parse_gptq(&c->gptq, &dynamic, qc, "quantization_config", e)) < 0)
+        return rc;
+    dynamic_free(dynamic);   /* checked; the model keeps its own copy */
+    c->quantized = 1;
+    snprintf(c->gptq.source, sizeof(c->gptq.source), "config.json");
+    return 0;
+}
+
 /* ---- entry points ---- */
 
 int model_config_parse(struct model_config *out, const char *json, size_t len, gq_err *e)
@@ -686,7 +830,8 @@ int model_config_parse(struct model_config *out, const char *json, size_t len, g
         (rc = parse_window(&c, root, e)) < 0 ||
         (rc = parse_dtype(&c, root, e)) < 0 ||
         (rc = parse_tokens(&c, root, e)) < 0 ||
-        (rc = parse_rope(&c, root, e)) < 0)
+        (rc = parse_rope(&c, root, e)) < 0 ||
+        (rc = parse_quantization(&c, root, e)) < 0)
         goto done;
 
     *out = c;
@@ -705,15 +850,16 @@ static const char *errno_text(char *dst, size_t cap, int err)
     return dst;
 }
 
-int model_config_load(struct model_config *out, const char *path, gq_err *e)
+/*
+ * The whole of path (at most CONFIG_MAX_BYTES) into *text (gq_free) and
+ * *len; what names the kind of file in the size message ("a config.json").
+ */
+static int slurp(char **out, size_t *len, const char *path, const char *what, gq_err *e)
 {
     struct stat st;
     char *text = NULL, why[128];
     size_t have = 0;
-    int fd = -1, rc;
-
-    GQ_ASSERT_ARG(e, out != NULL);
-    GQ_ASSERT_ARG(e, path != NULL);
+    int fd = -1, rc = 0;
 
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -733,8 +879,8 @@ int model_config_load(struct model_config *out, const char *path, gq_err *e)
         goto done;
     }
     if (st.st_size > (off_t)CONFIG_MAX_BYTES) {
-        rc = GQ_FAIL(e, GQ_EINVAL, "%s: %lld bytes is more than a config.json may have (%u)", path,
-                     (long long)st.st_size, CONFIG_MAX_BYTES);
+        rc = GQ_FAIL(e, GQ_EINVAL, "%s: %lld bytes is more than %s may have (%u)", path,
+                     (long long)st.st_size, what, CONFIG_MAX_BYTES);
         goto done;
     }
     /* one byte more than the file, to notice one that grew while being read */
@@ -761,11 +907,91 @@ int model_config_load(struct model_config *out, const char *path, gq_err *e)
         rc = GQ_FAIL(e, GQ_EIO, "%s: file changed while being read", path);
         goto done;
     }
-    if ((rc = model_config_parse(out, text, have, e)) < 0)
-        gq_err_prefix(e, "%s", path);
+    *out = text;
+    text = NULL;
+    *len = have;
 done:
     if (fd >= 0)
         close(fd);
     gq_free(text);
+    return rc;
+}
+
+int model_config_load(struct model_config *out, const char *path, gq_err *e)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc;
+
+    GQ_ASSERT_ARG(e, out != NULL);
+    GQ_ASSERT_ARG(e, path != NULL);
+
+    if ((rc = slurp(&text, &len, path, "a config.json", e)) < 0)
+        return rc;
+    if ((rc = model_config_parse(out, text, len, e)) < 0)
+        gq_err_prefix(e, "%s", path);
+    gq_free(text);
+    return rc;
+}
+
+/* dir/name parsed; GQ_ENOTFOUND (message set) when it does not exist. */
+static int load_json(gq_json **root, char *path, size_t cap, const char *dir, const char *name,
+                     gq_err *e)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc;
+
+    if ((size_t)snprintf(path, cap, "%s/%s", dir, name) >= cap)
+        return GQ_FAIL(e, GQ_EINVAL, "model directory path is too long (%zu bytes)", strlen(dir));
+    if ((rc = slurp(&text, &len, path, "a config file", e)) < 0)
+        return rc;
+    if ((rc = gq_json_parse(root, text, len, e)) < 0)
+        gq_err_prefix(e, "%s", path);
+    gq_free(text);
+    return rc;
+}
+
+int model_gptq_load(struct model_gptq *out, dynamic_rules **dynamic, int *found, const char *dir,
+                    gq_err *e)
+{
+    /* AutoGPTQ and GPTQModel look for these when config.json has no quantization_config */
+    static const char *const files[] = {"quantize_config.json", "quant_config.json"};
+    gq_json *root = NULL;
+    const gq_json *qc = NULL;
+    const char *source = "config.json";
+    char path[4200];
+    int rc;
+
+    GQ_ASSERT_ARG(e, out != NULL && dynamic != NULL && found != NULL && dir != NULL);
+    *found = 0;
+    if ((rc = load_json(&root, path, sizeof(path), dir, "config.json", e)) < 0)
+        goto done;
+    if ((rc = member_nonnull(&qc, root, NULL, "quantization_config", e)) < 0) {
+        gq_err_prefix(e, "%s", path);
+        goto done;
+    }
+    for (size_t i = 0; !qc && i < sizeof(files) / sizeof(files[0]); i++) {
+        struct stat st;
+        if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, files[i]) >= sizeof(path) ||
+            (stat(path, &st) < 0 && errno == ENOENT))
+            continue;
+        gq_json_free(root);
+        root = NULL;
+        if ((rc = load_json(&root, path, sizeof(path), dir, files[i], e)) < 0)
+            goto done;
+        qc = root;
+        source = files[i];
+    }
+    if (!qc)
+        goto done;   /* a float checkpoint */
+    if ((rc = parse_gptq(out, dynamic, qc, qc == root ? NULL : "quantization_config", e)) < 0) {
+        gq_err_prefix(e, "%s", path);
+        goto done;
+    }
+    snprintf(out->source, sizeof(out->source), "%s", source);
+    *found = 1;
+done:
+    gq_json_free(root);
     return rc;
 }

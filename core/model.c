@@ -17,6 +17,14 @@
  * layer at a time.  The lm_head (the embedding matrix when tied) is
  * converted once, on first use, and kept.
  *
+ * GPTQ checkpoints: model_open() also reads the quantization config
+ * (model_gptq_load) and, for every decoder Linear, decides from the config,
+ * its dynamic rules and the tensors present whether it is packed or a
+ * float .weight, checking the packed tensors' dtypes and shapes
+ * (struct qlinear, one per Linear, pointing into the mapping).
+ * layer_fill() dequantizes packed Linears straight into the slab, so the
+ * forward pass never knows; nothing else in this file changes for them.
+ *
  * Rotary inverse frequencies are computed here, once, in float32 exactly
  * as transformers' modeling_rope_utils computes them: torch's `a / t` for a
  * Python number a and a tensor t is reciprocal(t) * a, and the Python
@@ -34,8 +42,10 @@
 #include <string.h>
 
 #include "dtype.h"
+#include "dynamic.h"
 #include "forward.h"
 #include "mem.h"
+#include "pack.h"
 
 /* seqlen bound: keeps every GEMM dimension and workspace size far inside int */
 #define MAX_SEQLEN ((size_t)1 << 20)
@@ -44,8 +54,18 @@
 /* tensors of one decoder layer: 7 weights, 7 biases, 4 norms */
 #define LAYER_SLOTS 18
 
+/* How a GPTQ checkpoint stores one decoder Linear (checked by model_open). */
+struct qlinear {
+    struct model_gptq_module q;         /* q.quantized 0: a float <prefix>.weight */
+    size_t ngroups;                     /* ceil(cols / group_size), 1 for -1 */
+    const struct st_tensor *qweight, *qzeros, *scales;
+    const struct st_tensor *g_idx;      /* NULL: the trivial k / group_size */
+};
+
 struct model {
-    struct model_config cfg;
+    struct model_config cfg;            /* cfg.quantized: a GPTQ checkpoint */
+    dynamic_rules *dynamic;             /* its dynamic rules, else NULL */
+    struct qlinear *qlin;               /* [num_layers * LIN_COUNT] when quantized, else NULL */
     st_model *st;
     const struct st_tensor *embed;
     float *inv_freq;    /* head_dim / 2 */
@@ -263,6 +283,238 @@ static void rope_inv_freq(float *inv, const struct model_config *c)
     }
 }
 
+/* ---- GPTQ checkpoints ---- */
+
+static size_t ngroups_of(size_t cols, int group_size)
+{
+    return group_size < 0 ? 1 : (cols + (size_t)group_size - 1) / (size_t)group_size;
+}
+
+/*
+ * A packed tensor: present, int32 (want ST_I32) or a float dtype (want
+ * ST_F32 standing for F16, BF16 or F32), shape (d0[, d1]).  Absent is an
+ * error unless optional (*out = NULL).  why says which bits/group size the
+ * expected shape comes from.
+ */
+static int find_packed(const struct st_tensor **out, const st_model *st, const char *name, st_dtype want,
+                       int64_t d0, int64_t d1, int optional, const char *why, gq_err *e)
+{
+    const struct st_tensor *t = st_model_find(st, name);
+    const int64_t shape[2] = {d0, d1};
+    const int ndim = d1 < 0 ? 1 : 2;
+    const char *wants = want == ST_F32 ? "F16, BF16 or F32" : st_dtype_name(want);
+    char ws[48], gs[160];
+
+    *out = NULL;
+    shape_text(ws, sizeof(ws), ndim, shape);
+    if (!t) {
+        if (optional)
+            return 0;
+        return GQ_FAIL(e, GQ_EINVAL, "tensor %s is missing from the checkpoint (expected %s %s, %s)", name,
+                       want == ST_F32 ? "F16" : wants, ws, why);
+    }
+    if (t->ndim != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1)) {
+        shape_text(gs, sizeof(gs), t->ndim, t->shape);
+        return GQ_FAIL(e, GQ_EINVAL, "tensor %s has the wrong shape %s (expected %s, %s)", name, gs, ws, why);
+    }
+    if (want == ST_F32 ? t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16 : t->dtype != want)
+        return GQ_FAIL(e, GQ_EINVAL, "tensor %s has dtype %s (expected %s)", name, st_dtype_name(t->dtype),
+                       wants);
+    *out = t;
+    return 0;
+}
+
+/*
+ * Decide and check how Linear (layer, id) is stored.  The quantization
+ * config and its dynamic rules say what to expect; the checkpoint decides
+ * between the two forms a loader can meet: <prefix>.qweight (+ qzeros,
+ * scales, g_idx) packed with the module's bits and group size, or a float
+ * <prefix>.weight, which is how a module a "-:" rule excludes is stored,
+ * and also how transformers' modules_in_block_to_quantize leaves modules
+ * unquantized without a rule (vLLM finds those by scanning the headers
+ * too).  A .qweight where a "-:" rule says the module is not quantized is
+ * a contradiction no loader resolves: an error.
+ */
+static int qlinear_check(struct qlinear *ql, const model *m, int layer, enum linear_id id, gq_err *e)
+{
+    const st_model *st = m->st;
+    size_t rows, cols;
+    char mod[96], name[128], why[64];
+    int bits, group, rc;
+
+    linear_shape(&rows, &cols, &m->cfg, id);
+    linear_module_name(mod, sizeof(mod), layer, id);
+    memset(ql, 0, sizeof(*ql));
+    model_gptq_module(&ql->q, &m->cfg.gptq, m->dynamic, mod);
+    snprintf(name, sizeof(name), "%s.qweight", mod);
+    if (!ql->q.quantized) {
+        if (st_model_find(st, name))
+            return GQ_FAIL(e, GQ_EINVAL, "tensor %s is in the checkpoint, but a \"-:\" dynamic rule leaves %s "
+                           "unquantized (expected %s.weight)", name, mod, mod);
+        return 0;
+    }
+    if (!st_model_find(st, name)) {
+        snprintf(name, sizeof(name), "%s.weight", mod);
+        if (st_model_find(st, name)) {
+            memset(&ql->q, 0, sizeof(ql->q));   /* stored unquantized */
+            return 0;
+        }
+    }
+    bits = ql->q.bits;
+    group = ql->q.group_size;
+    /* AutoGPTQ and GPTQModel size qweight as in/32*bits and qzeros as out/32*bits */
+    if (rows % 32 || cols % 32)
+        return GQ_FAIL(e, GQ_EINVAL, "%s [%zu, %zu] cannot be read as GPTQ: in and out features must be "
+                       "multiples of 32", mod, rows, cols);
+    ql->ngroups = ngroups_of(cols, group);
+    snprintf(why, sizeof(why), "%d bits, group_size %d", bits, group);
+    snprintf(name, sizeof(name), "%s.qweight", mod);
+    if ((rc = find_packed(&ql->qweight, st, name, ST_I32, (int64_t)pack_qweight_rows(cols, bits), (int64_t)rows,
+                          0, why, e)) < 0)
+        return rc;
+    snprintf(name, sizeof(name), "%s.qzeros", mod);
+    if ((rc = find_packed(&ql->qzeros, st, name, ST_I32, (int64_t)ql->ngroups,
+                          (int64_t)pack_qzeros_cols(rows, bits), 0, why, e)) < 0)
+        return rc;
+    snprintf(name, sizeof(name), "%s.scales", mod);
+    if ((rc = find_packed(&ql->scales, st, name, ST_F32, (int64_t)ql->ngroups, (int64_t)rows, 0, why, e)) < 0)
+        return rc;
+    /* without act-order the loaders' g_idx is k / group_size, so it may be left out */
+    snprintf(name, sizeof(name), "%s.g_idx", mod);
+    snprintf(why, sizeof(why), "%s", ql->q.desc_act ? "desc_act is true" : "optional");
+    return find_packed(&ql->g_idx, st, name, ST_I32, (int64_t)cols, -1, !ql->q.desc_act, why, e);
+}
+
+/* Every decoder Linear of a GPTQ checkpoint: m->qlin. */
+static int qlinear_plan(model *m, gq_err *e)
+{
+    const size_t n = (size_t)m->cfg.num_layers * LIN_COUNT;
+    int rc;
+
+    if (!(m->qlin = gq_calloc(n, sizeof(*m->qlin))))
+        return GQ_FAIL(e, GQ_ENOMEM, "out of memory planning %zu GPTQ modules", n);
+    for (int i = 0; i < m->cfg.num_layers; i++)
+        for (int id = 0; id < LIN_COUNT; id++)
+            if ((rc = qlinear_check(&m->qlin[(size_t)i * LIN_COUNT + (size_t)id], m, i, (enum linear_id)id,
+                                    e)) < 0)
+                return rc;
+    return 0;
+}
+
+/*
+ * W (rows, cols) row-major from the packed tensors, as the loaders
+ * dequantize (GPTQ-NOTES.md §2.6): W[n][k] = scale[g][n] * (q[k][n] -
+ * z[g][n]), g = g_idx[k], z = (stored + 1) & maxq for gptq (v1) and z =
+ * stored for gptq_v2 (unpack_qzeros).  The product is taken in float32
+ * (the scale widened exactly from its dtype, q - z an exact integer): the
+ * weight a float32 evaluation of the loaded model multiplies by.  Every
+ * g_idx value is checked to be a group.  Scratch: the codes (rows * cols
+ * bytes) and copies of the packed words (the mapping need not be aligned).
+ */
+static int dequantize(float *W, const struct qlinear *ql, const model *m, int layer, enum linear_id id,
+                      gq_err *e)
+{
+    const size_t ng = ql->ngroups;
+    const int bits = ql->q.bits;
+    size_t rows, cols;
+    uint8_t *q = NULL;
+    int32_t *qw = NULL, *qz = NULL, *zeros = NULL, *g_idx = NULL, *zrow = NULL;
+    float *scales = NULL, *srow = NULL;
+    char mod[96];
+    int rc = 0;
+
+    linear_shape(&rows, &cols, &m->cfg, id);
+    linear_module_name(mod, sizeof(mod), layer, id);
+    q = gq_mallocn(rows, cols);
+    qw = gq_malloc(ql->qweight->nbytes);
+    qz = gq_malloc(ql->qzeros->nbytes);
+    zeros = gq_mallocn(ng, rows * sizeof(int32_t));
+    scales = gq_mallocn(ng, rows * sizeof(float));
+    g_idx = gq_mallocn(cols, sizeof(int32_t));
+    zrow = gq_mallocn(ng, sizeof(int32_t));
+    srow = gq_mallocn(ng, sizeof(float));
+    if (!q || !qw || !qz || !zeros || !scales || !g_idx || !zrow || !srow) {
+        rc = GQ_FAIL(e, GQ_ENOMEM, "out of memory dequantizing %s (%zu x %zu)", mod, rows, cols);
+        goto done;
+    }
+    /* safetensors is little-endian, and so is every host this builds for */
+    memcpy(qw, ql->qweight->data, ql->qweight->nbytes);
+    memcpy(qz, ql->qzeros->data, ql->qzeros->nbytes);
+    if (ql->g_idx)
+        memcpy(g_idx, ql->g_idx->data, cols * sizeof(int32_t));
+    else
+        for (size_t k = 0; k < cols; k++)
+            g_idx[k] = (int32_t)(ql->q.group_size < 0 ? 0 : k / (size_t)ql->q.group_size);
+    for (size_t k = 0; k < cols; k++)
+        if (g_idx[k] < 0 || (size_t)g_idx[k] >= ng) {
+            rc = GQ_FAIL(e, GQ_EINVAL, "tensor %s.g_idx[%zu] is %d, not a group (0..%zu: %zu groups of %d)", mod,
+                         k, (int)g_idx[k], ng - 1, ng, ql->q.group_size);
+            goto done;
+        }
+    if ((rc = unpack_qweight(q, qw, rows, cols, bits, e)) < 0 ||
+        (rc = unpack_qzeros(zeros, qz, ng, rows, bits, m->cfg.gptq.format, e)) < 0 ||
+        (rc = st_tensor_to_f32(scales, ql->scales, e)) < 0) {
+        gq_err_prefix(e, "%s", mod);
+        goto done;
+    }
+    for (size_t n = 0; n < rows; n++) {
+        const uint8_t *qn = q + n * cols;
+        float *wn = W + n * cols;
+        /* row n's scale and zero of every group, so the k loop reads them from cache */
+        for (size_t g = 0; g < ng; g++) {
+            srow[g] = scales[g * rows + n];
+            zrow[g] = zeros[g * rows + n];
+        }
+        for (size_t k = 0; k < cols; k++) {
+            const size_t g = (size_t)g_idx[k];
+            wn[k] = srow[g] * (float)((int32_t)qn[k] - zrow[g]);
+        }
+    }
+done:
+    st_tensor_release(ql->qweight);
+    st_tensor_release(ql->qzeros);
+    st_tensor_release(ql->scales);
+    if (ql->g_idx)
+        st_tensor_release(ql->g_idx);
+    gq_free(q);
+    gq_free(qw);
+    gq_free(qz);
+    gq_free(zeros);
+    gq_free(scales);
+    gq_free(g_idx);
+    gq_free(zrow);
+    gq_free(srow);
+    return rc;
+}
+
+/* The quantized Linear (layer, id) of m, or NULL when it is stored as a float .weight. */
+static const struct qlinear *qlinear_of(const model *m, int layer, enum linear_id id)
+{
+    const struct qlinear *ql;
+    if (!m->qlin)
+        return NULL;
+    ql = &m->qlin[(size_t)layer * LIN_COUNT + (size_t)id];
+    return ql->q.quantized ? ql : NULL;
+}
+
+int model_linear_quant(struct model_gptq_module *out, const model *m, int layer, enum linear_id id)
+{
+    const struct qlinear *ql = NULL;
+
+    memset(out, 0, sizeof(*out));
+    if (layer >= 0 && layer < m->cfg.num_layers && (unsigned)id < LIN_COUNT)
+        ql = qlinear_of(m, layer, id);
+    if (!ql)
+        return 0;
+    *out = ql->q;
+    return 1;
+}
+
+const dynamic_rules *model_dynamic(const model *m)
+{
+    return m->dynamic;
+}
+
 /* Every tensor the config implies, checked without reading any data. */
 static int check_checkpoint(const model *m, gq_err *e)
 {
@@ -279,9 +531,13 @@ static int check_checkpoint(const model *m, gq_err *e)
         return rc;
     for (int i = 0; i < c->num_layers; i++) {
         layer_plan(sl, &n, &total, c, i);
-        for (size_t k = 0; k < n; k++)
+        for (size_t k = 0; k < n; k++) {
+            /* slots 0..LIN_COUNT-1 are the Linear weights; qlinear_check did the packed ones */
+            if (k < LIN_COUNT && qlinear_of(m, i, (enum linear_id)k))
+                continue;
             if ((rc = find_tensor(&t, m->st, sl[k].name, sl[k].d0, sl[k].d1, e)) < 0)
                 return rc;
+        }
     }
     return 0;
 }
@@ -290,8 +546,9 @@ int model_open(model **out, const char *dir, gq_err *e)
 {
     model *m = NULL;
     const struct st_tensor *t;
+    struct model_gptq gptq;
     char path[4096];
-    int rc;
+    int quantized = 0, rc;
 
     if ((size_t)snprintf(path, sizeof(path), "%s/config.json", dir) >= sizeof(path))
         return GQ_FAIL(e, GQ_EINVAL, "model directory path is too long (%zu bytes)", strlen(dir));
@@ -300,10 +557,18 @@ int model_open(model **out, const char *dir, gq_err *e)
         return GQ_FAIL(e, GQ_ENOMEM, "out of memory opening a model");
     if ((rc = model_config_load(&m->cfg, path, e)) < 0)
         goto done;
+    if ((rc = model_gptq_load(&gptq, &m->dynamic, &quantized, dir, e)) < 0)
+        goto done;
+    /* config.json may have none while quantize_config.json has one */
+    m->cfg.quantized = quantized;
+    if (quantized)
+        m->cfg.gptq = gptq;
     if ((rc = st_model_open(&m->st, dir, e)) < 0)
         goto done;
     if ((rc = find_tensor(&m->embed, m->st, "model.embed_tokens.weight", m->cfg.vocab_size,
                           m->cfg.hidden_size, e)) < 0)
+        goto done;
+    if (quantized && (rc = qlinear_plan(m, e)) < 0)
         goto done;
     if ((rc = check_checkpoint(m, e)) < 0)
         goto done;
@@ -330,6 +595,8 @@ void model_close(model *m)
     if (!m)
         return;
     st_model_close(m->st);
+    dynamic_free(m->dynamic);
+    gq_free(m->qlin);
     gq_free(m->inv_freq);
     gq_free(m->final_norm);
     gq_free(m->lm_head);
@@ -444,10 +711,24 @@ static int layer_fill(model_layer *l, const model *m, int idx, gq_err *e)
     l->index = -1;
     layer_plan(sl, &n, &total, &m->cfg, idx);
     for (size_t k = 0; k < n; k++) {
+        const struct qlinear *ql = k < LIN_COUNT ? qlinear_of(m, idx, (enum linear_id)k) : NULL;
+        if (ql) {
+            if ((rc = dequantize(l->slab + sl[k].off, ql, m, idx, (enum linear_id)k, e)) < 0)
+                return rc;
+            continue;
+        }
         if ((rc = find_tensor(&t, m->st, sl[k].name, sl[k].d0, sl[k].d1, e)) < 0 ||
             (rc = convert(l->slab + sl[k].off, t, e)) < 0)
             return rc;
     }
+    /*
+     * Release the layer's pages once more: the kernel's fault-around maps
+     * neighbouring pages of tensors released earlier while later ones are
+     * read, and without this the mapped file grows layer after layer.
+     */
+    for (size_t k = 0; k < n; k++)
+        if ((k >= LIN_COUNT || !qlinear_of(m, idx, (enum linear_id)k)) && (t = st_model_find(m->st, sl[k].name)))
+            st_tensor_release(t);
     l->index = idx;
     return 0;
 }

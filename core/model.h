@@ -27,6 +27,16 @@
  * at least one sequence), so activations stay bounded whatever nseq; the
  * callback is then called once per chunk and point, in chunk order.
  *
+ * GPTQ checkpoints (GPTQ-NOTES.md §2) open the same way: the quantization
+ * config comes from config.json's quantization_config or, without one,
+ * quantize_config.json / quant_config.json (model_gptq_load), and each
+ * decoder Linear is either packed (<prefix>.qweight, .qzeros, .scales,
+ * .g_idx) with its own bits and group size after the dynamic rules, or a
+ * float <prefix>.weight.  model_layer_load dequantizes packed Linears into
+ * the same float32 slab, exactly as the loaders do, so everything below
+ * (layer_forward, model_nll) works on them unchanged; memory is still one
+ * layer (plus one Linear's unpacked codes while it is dequantized).
+ *
  * Threads: a model and its layers are read-only during forward passes
  * except through the functions that say otherwise; different layers may
  * run on different threads.
@@ -62,16 +72,36 @@ typedef struct model_layer model_layer;
  * the config has them, norms, q/k norms for Qwen3, the final norm, the
  * lm_head unless tied) is checked here for presence, shape and a float
  * dtype (F32, F16, BF16); tensors the config does not use are ignored, as
- * transformers ignores them.  Free with model_close (NULL-safe).  Errors:
- * those of model_config_load and st_model_open (GQ_ENOTFOUND when dir has
- * no config.json or no checkpoint); GQ_EINVAL naming a missing tensor or
- * one with the wrong shape or dtype, with the expected shape; GQ_ENOMEM.
+ * transformers ignores them.  For a GPTQ checkpoint each decoder Linear
+ * must instead be either <prefix>.qweight I32 [in*bits/32, out], .qzeros
+ * I32 [G, out*bits/32], .scales F16/BF16/F32 [G, out] and .g_idx I32 [in]
+ * (optional when the module's desc_act is false: then k / group_size),
+ * G = ceil(in / group_size) (1 for -1), with in and out multiples of 32;
+ * or a float <prefix>.weight (a module a "-:" rule excludes, or one the
+ * checkpoint leaves unquantized).  g_idx values are checked when the layer
+ * is loaded.  Free with model_close (NULL-safe).  Errors: those of
+ * model_config_load, model_gptq_load and st_model_open (GQ_ENOTFOUND when
+ * dir has no config.json or no checkpoint); GQ_EINVAL naming a missing
+ * tensor or one with the wrong shape or dtype, with the expected shape
+ * (and for packed tensors the bits and group size it follows from), a
+ * .qweight for a module a "-:" rule leaves unquantized; GQ_ENOMEM.
  */
 int model_open(model **out, const char *dir, gq_err *e);
 void model_close(model *m);
 /* The parsed config and the mapped tensors; owned by m, valid until model_close. */
 const struct model_config *model_config_of(const model *m);
 const st_model *model_tensors(const model *m);
+
+/*
+ * How decoder Linear (layer, id) is stored: 1 when GPTQ-packed, *out then
+ * its bits, group size, desc_act and sym after the dynamic rules; 0 when
+ * a float .weight (a float checkpoint, a module a "-:" rule excludes or
+ * one stored unquantized) or for a layer or id out of range, *out zeroed.
+ * model_config_of(m)->quantized and ->gptq give the base config.
+ */
+int model_linear_quant(struct model_gptq_module *out, const model *m, int layer, enum linear_id id);
+/* A GPTQ checkpoint's dynamic rules (possibly empty), NULL for a float one; owned by m. */
+const dynamic_rules *model_dynamic(const model *m);
 
 /* Rows and columns (out_features, in_features) of a Linear, from the config. */
 void model_linear_shape(size_t *rows, size_t *cols, const model *m, enum linear_id id);
@@ -85,9 +115,11 @@ int model_embed(float *hidden, const model *m, const int32_t *ids, size_t n, gq_
 
 /*
  * Decoder layer i's weights in float32 (one allocation; q/k/v adjacent),
- * the mapped pages released after conversion.  Free with
- * model_layer_free (NULL-safe).  GQ_EINVAL for i outside 0..num_layers-1
- * or a bad tensor (as model_open), GQ_ENOMEM.
+ * packed GPTQ Linears dequantized (see model_open), the mapped pages
+ * released after conversion.  Free with model_layer_free (NULL-safe).
+ * GQ_EINVAL for i outside 0..num_layers-1, a bad tensor (as model_open) or
+ * a g_idx value that is not a group (naming the tensor and the index),
+ * GQ_ENOMEM.
  */
 int model_layer_load(model_layer **out, const model *m, int i, gq_err *e);
 void model_layer_free(model_layer *l);

@@ -603,6 +603,10 @@ int quantize_model(struct quantize_report *rep, const char *src_dir, const char 
     if ((rc = model_open(&j.m, src_dir, e)) < 0)
         return rc;
     j.cfg = model_config_of(j.m);
+    if (j.cfg->quantized) {
+        rc = GQ_FAIL(e, GQ_EINVAL, "%s is already a GPTQ checkpoint: quantize its full-precision source", src_dir);
+        goto done;
+    }
     hidden = (size_t)j.cfg->hidden_size;
     ntok = cal->nsamples * cal->seqlen;
     j.total_modules = (size_t)j.cfg->num_layers * LIN_COUNT;

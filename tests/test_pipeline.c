@@ -189,8 +189,9 @@ static void test_pipeline__generated_llama(void)
     gq_err e = GQ_ERR_INIT;
     struct calib cal;
     struct quantize_options opt;
-    struct quantize_report rep;
+    struct quantize_report rep, rep2;
     model *m = NULL;
+    char path[300];
 
     memset(&cal, 0, sizeof(cal));
     memset(&rep, 0, sizeof(rep));
@@ -215,6 +216,11 @@ static void test_pipeline__generated_llama(void)
     CHECK_EQ_INT(count_entries(tmp, "llama.tmp-"), 0);
     CHECK_OK(model_open(&m, out, &e), &e);
     model_close(m);
+    /* a GPTQ checkpoint is not a source */
+    snprintf(path, sizeof(path), "%s/again", tmp);
+    CHECK_EQ_INT(quantize_model(&rep2, out, path, &cal, &opt, NULL, NULL, NULL, &e), GQ_EINVAL);
+    CHECK(strstr(e.msg, "already a GPTQ checkpoint") != NULL);
+    CHECK_EQ_INT(count_entries(tmp, "again"), 0);
     quantize_report_free(&rep);
     calib_free(&cal);
 }
