@@ -22,7 +22,7 @@
 #include "model.h"
 #include "quant.h"
 
-#define CHUNK_TOKENS 4096
+#define CHUNK_TOKENS 1024
 
 void quantize_options_default(struct quantize_options *o)
 {
