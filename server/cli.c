@@ -37,8 +37,6 @@
 #include "safetensors.h"
 #include "tokenizer.h"
 
-#define EXIT_RUNTIME 1
-#define EXIT_USAGE 2
 
 struct command {
     const char *name;
@@ -126,75 +124,6 @@ static const char tokenize_usage[] =
     "error stops it with the line number.\n"
     "\n"
     "exit status: 0 ok, 1 runtime error, 2 usage error\n";
-
-/* Print "gptq: error: <what>" and the usage; EXIT_USAGE. */
-static int usage_error(const char *usage, const char *what)
-{
-    gq_log(GQ_LOG_ERROR, "%s", what);
-    fprintf(stderr, "\n%s", usage);
-    return EXIT_USAGE;
-}
-
-/* A positive decimal integer that fits an int (1..INT_MAX), or -1. */
-static int parse_count(size_t *out, const char *s)
-{
-    char *end;
-    long long v;
-
-    if (*s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || *end || v < 1 || v > INT_MAX)
-        return -1;
-    *out = (size_t)v;
-    return 0;
-}
-
-/* Read a whole file of little-endian int32 ids. */
-static int read_ids(int32_t **out, size_t *n, const char *path, gq_err *e)
-{
-    FILE *f = fopen(path, "rb");
-    struct stat st;
-    int32_t *ids = NULL;
-    size_t count;
-    int rc = 0;
-
-    if (!f)
-        return GQ_FAIL(e, errno == ENOENT ? GQ_ENOTFOUND : GQ_EIO, "cannot open %s: %s", path,
-                       strerror(errno));
-    if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
-        rc = GQ_FAIL(e, GQ_EINVAL, "%s is not a regular file", path);
-        goto done;
-    }
-    if (st.st_size % 4) {
-        rc = GQ_FAIL(e, GQ_EINVAL, "%s: size %lld is not a multiple of 4 (int32 ids)", path,
-                     (long long)st.st_size);
-        goto done;
-    }
-    count = (size_t)st.st_size / 4;
-    if (count && !(ids = gq_mallocn(count, sizeof(int32_t)))) {
-        rc = GQ_FAIL(e, GQ_ENOMEM, "out of memory reading %s (%zu ids)", path, count);
-        goto done;
-    }
-    if (count && fread(ids, sizeof(int32_t), count, f) != count) {
-        rc = GQ_FAIL(e, GQ_EIO, "short read on %s", path);
-        goto done;
-    }
-    for (size_t i = 0; i < count; i++) {
-        /* the file is little-endian; this is a no-op on little-endian hosts */
-        const unsigned char *b = (const unsigned char *)&ids[i];
-        ids[i] = (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-                           (uint32_t)b[3] << 24);
-    }
-    *out = ids;
-    ids = NULL;
-    *n = count;
-done:
-    fclose(f);
-    gq_free(ids);
-    return rc;
-}
 
 /*
  * --texts: the token stream of the texts in path (calib_read_texts: JSONL
@@ -287,41 +216,41 @@ static int cmd_eval(int argc, char **argv)
                    !strcmp(a, "--batch")) {
             if (i + 1 >= argc) {
                 snprintf(what, sizeof(what), "%s needs a value", a);
-                return usage_error(eval_usage, what);
+                return cli_usage_error(eval_usage, what);
             }
             i++;
             if (!strcmp(a, "--blocks")) {
                 blocks = argv[i];
             } else if (!strcmp(a, "--texts")) {
                 texts = argv[i];
-            } else if (parse_count(!strcmp(a, "--seqlen") ? &seqlen : &batch, argv[i]) < 0) {
+            } else if (cli_parse_count(!strcmp(a, "--seqlen") ? &seqlen : &batch, argv[i]) < 0) {
                 snprintf(what, sizeof(what), "%s must be a positive integer (got '%s')", a,
                          gq_err_quote(q, sizeof(q), argv[i]));
-                return usage_error(eval_usage, what);
+                return cli_usage_error(eval_usage, what);
             }
         } else if (a[0] == '-' && a[1]) {
             snprintf(what, sizeof(what), "unknown option '%s'", gq_err_quote(q, sizeof(q), a));
-            return usage_error(eval_usage, what);
+            return cli_usage_error(eval_usage, what);
         } else if (!dir) {
             dir = a;
         } else {
             snprintf(what, sizeof(what), "unexpected argument '%s'", gq_err_quote(q, sizeof(q), a));
-            return usage_error(eval_usage, what);
+            return cli_usage_error(eval_usage, what);
         }
     }
     if (!dir)
-        return usage_error(eval_usage, "MODEL_DIR is required");
+        return cli_usage_error(eval_usage, "MODEL_DIR is required");
     if (!blocks && !texts)
-        return usage_error(eval_usage, "--blocks or --texts is required");
+        return cli_usage_error(eval_usage, "--blocks or --texts is required");
     if (blocks && texts)
-        return usage_error(eval_usage, "give only one of --blocks and --texts");
+        return cli_usage_error(eval_usage, "give only one of --blocks and --texts");
     if (!seqlen)
-        return usage_error(eval_usage, "--seqlen is required");
+        return cli_usage_error(eval_usage, "--seqlen is required");
     if (seqlen < 2)
-        return usage_error(eval_usage, "--seqlen must be at least 2");
+        return cli_usage_error(eval_usage, "--seqlen must be at least 2");
 
     if (blocks) {
-        if ((rc = read_ids(&ids, &n, blocks, &e)) < 0)
+        if ((rc = calib_read_ids(&ids, &n, blocks, &e)) < 0)
             goto done;
         if (n == 0 || n % seqlen) {
             rc = GQ_FAIL(&e, GQ_EINVAL, "%s holds %zu ids, not a positive multiple of --seqlen %zu",
@@ -716,16 +645,16 @@ static int cmd_inspect(int argc, char **argv)
             json = 1;
         } else if (a[0] == '-' && a[1]) {
             snprintf(what, sizeof(what), "unknown option '%s'", gq_err_quote(q, sizeof(q), a));
-            return usage_error(inspect_usage, what);
+            return cli_usage_error(inspect_usage, what);
         } else if (!dir) {
             dir = a;
         } else {
             snprintf(what, sizeof(what), "unexpected argument '%s'", gq_err_quote(q, sizeof(q), a));
-            return usage_error(inspect_usage, what);
+            return cli_usage_error(inspect_usage, what);
         }
     }
     if (!dir)
-        return usage_error(inspect_usage, "DIR is required");
+        return cli_usage_error(inspect_usage, "DIR is required");
 
     memset(&in, 0, sizeof(in));
     if ((rc = inspect_gather(&in, dir, &e)) < 0) {
@@ -925,7 +854,7 @@ static int cmd_tokenize(int argc, char **argv)
         } else if (!strcmp(a, "--text") || !strcmp(a, "--file") || !strcmp(a, "--jsonl")) {
             if (i + 1 >= argc) {
                 snprintf(what, sizeof(what), "%s needs a value", a);
-                return usage_error(tokenize_usage, what);
+                return cli_usage_error(tokenize_usage, what);
             }
             i++;
             inputs++;
@@ -937,20 +866,20 @@ static int cmd_tokenize(int argc, char **argv)
                 jsonl = argv[i];
         } else if (a[0] == '-' && a[1]) {
             snprintf(what, sizeof(what), "unknown option '%s'", gq_err_quote(q, sizeof(q), a));
-            return usage_error(tokenize_usage, what);
+            return cli_usage_error(tokenize_usage, what);
         } else if (!path) {
             path = a;
         } else {
             snprintf(what, sizeof(what), "unexpected argument '%s'", gq_err_quote(q, sizeof(q), a));
-            return usage_error(tokenize_usage, what);
+            return cli_usage_error(tokenize_usage, what);
         }
     }
     if (!path)
-        return usage_error(tokenize_usage, "PATH is required");
+        return cli_usage_error(tokenize_usage, "PATH is required");
     if (inputs == 0)
-        return usage_error(tokenize_usage, "one of --text, --file or --jsonl is required");
+        return cli_usage_error(tokenize_usage, "one of --text, --file or --jsonl is required");
     if (inputs > 1)
-        return usage_error(tokenize_usage, "give only one of --text, --file and --jsonl");
+        return cli_usage_error(tokenize_usage, "give only one of --text, --file and --jsonl");
 
     /* the input first: a missing file should not wait for a large tokenizer to load */
     if (file && (rc = read_all(&input, file, &e)) < 0)
