@@ -89,9 +89,10 @@ asan:
 	$(MAKE) BUILD=build/asan OPT="-O1 -fno-omit-frame-pointer" CORE_OPT= \
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
 
-# Until the daemon exists, the demo quantizes one generated layer.
-demo: $(BUILD)/bench/demo_layer
-	$(BUILD)/bench/demo_layer
+# Until the daemon exists, the demo runs gptq quantize on the shared fixture
+# (tests/bench/demo.sh); build/bench/demo_layer shows one layer RTN vs GPTQ.
+demo: $(GPTQ_BIN) $(BUILD)/bench/demo_layer
+	@GPTQ_BIN=$(abspath $(GPTQ_BIN)) tests/bench/demo.sh
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do $$b || exit 1; done
