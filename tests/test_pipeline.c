@@ -12,6 +12,10 @@
  *     pipeline runs end to end, every module's GPTQ output error is below
  *     RTN's, the output is sharded with an index when asked, carries the
  *     metadata files, and loads.
+ *   - The options through the pipeline and back: gptq_v2, act-order,
+ *     static groups, MSE, one pass per layer, dynamic overrides (a module
+ *     left in float, a layer in 8 bits), each read back as written;
+ *     progress monotonic to the end.
  *   - Errors: an existing output directory, cancellation, a calibration id
  *     outside the vocabulary, a group size that does not divide: clear
  *     errors, and nothing left behind (no output, no temporary directory).
@@ -25,6 +29,7 @@
 #include <unistd.h>
 
 #include "calib.h"
+#include "dynamic.h"
 #include "json.h"
 #include "mem.h"
 #include "model.h"
@@ -225,6 +230,87 @@ static void test_pipeline__generated_llama(void)
     calib_free(&cal);
 }
 
+struct progress_log {
+    int calls, monotonic, done, max_layer;
+    double last;
+};
+
+static void log_progress(const struct quantize_progress *p, void *payload)
+{
+    struct progress_log *l = payload;
+    if (l->calls++ && p->fraction < l->last)
+        l->monotonic = 0;
+    l->last = p->fraction;
+    if (p->layer > l->max_layer)
+        l->max_layer = p->layer;
+    l->done += p->stage == QSTAGE_DONE && p->fraction == 1.0 && p->eta_seconds == 0;
+}
+
+/*
+ * The options through the whole pipeline and back: gptq_v2 asymmetric,
+ * act-order, static groups, MSE, one pass per layer, dynamic overrides
+ * (down_proj left in float, layer 0 in 8 bits); each module read back as
+ * written, GPTQ below RTN wherever it ran; progress is monotonic and ends.
+ */
+static void test_pipeline__options_and_dynamic(void)
+{
+    const char *src = "tests/fixtures/tiny-llama";
+    const char *rules = "{\"-:.*down_proj\": {}, \"+:model\\\\.layers\\\\.0\\\\..*\": {\"bits\": 8}}";
+    char out[256];
+    gq_err e = GQ_ERR_INIT;
+    struct calib cal;
+    struct quantize_options opt;
+    struct quantize_report rep;
+    struct progress_log pl = {0, 1, 0, -1, 0};
+    gq_json *rj = NULL;
+    dynamic_rules *dyn = NULL;
+    model *m = NULL;
+
+    memset(&cal, 0, sizeof(cal));
+    memset(&rep, 0, sizeof(rep));
+    CHECK_OK(random_calib(&cal, 320, 16, 64, &e), &e);
+    CHECK_OK(gq_json_parse(&rj, rules, strlen(rules), &e), &e);
+    CHECK_OK(dynamic_parse(&dyn, rj, &e), &e);
+    quantize_options_default(&opt);
+    opt.gptq.q.bits = 4;
+    opt.gptq.group_size = 32;
+    opt.gptq.q.sym = 0;
+    opt.gptq.desc_act = 1;
+    opt.gptq.static_groups = 1;
+    opt.gptq.q.mse = 1;
+    opt.true_sequential = 0;
+    opt.format = PACK_GPTQ_V2;
+    opt.dynamic = dyn;
+    snprintf(out, sizeof(out), "%s/options", tmp);
+    CHECK_OK(quantize_model(&rep, src, out, &cal, &opt, log_progress, &pl, NULL, &e), &e);
+    CHECK_EQ_INT(rep.nmodules, 14);
+    CHECK_EQ_INT(rep.quantized, 12);
+    CHECK(pl.calls > 14 && pl.monotonic && pl.done == 1 && pl.max_layer == 1);
+    for (size_t i = 0; i < rep.nmodules; i++) {
+        const struct module_log *ml = &rep.modules[i];
+        int down = strstr(ml->name, "down_proj") != NULL, layer0 = strstr(ml->name, "layers.0.") != NULL;
+        CHECK_MSG(ml->quantized == !down, "%s quantized %d", ml->name, ml->quantized);
+        if (!ml->quantized)
+            continue;
+        CHECK_MSG(ml->bits == (layer0 ? 8 : 4), "%s: %d bits", ml->name, ml->bits);
+        CHECK_MSG(ml->out_rel < ml->rtn_out_rel, "%s: GPTQ %.5g not below RTN %.5g", ml->name, ml->out_rel,
+                  ml->rtn_out_rel);
+    }
+    CHECK_OK(model_open(&m, out, &e), &e);
+    if (m) {
+        struct model_gptq_module q;
+        CHECK(model_config_of(m)->quantized && model_config_of(m)->gptq.format == PACK_GPTQ_V2);
+        CHECK(model_linear_quant(&q, m, 0, LIN_Q) == 1 && q.bits == 8 && q.group_size == 32 && q.desc_act);
+        CHECK(model_linear_quant(&q, m, 1, LIN_UP) == 1 && q.bits == 4);
+        CHECK(model_linear_quant(&q, m, 1, LIN_DOWN) == 0);
+        model_close(m);
+    }
+    quantize_report_free(&rep);
+    dynamic_free(dyn);
+    gq_json_free(rj);
+    calib_free(&cal);
+}
+
 static void cancel_after_first(const struct quantize_progress *p, void *payload)
 {
     if (p->module)
@@ -278,6 +364,7 @@ int main(void)
         return 1;
     }
     RUN(test_pipeline__generated_llama);
+    RUN(test_pipeline__options_and_dynamic);
     RUN(test_pipeline__errors_leave_nothing);
     RUN(test_pipeline__fixture_quality);
     remove_tree(tmp);
