@@ -423,9 +423,13 @@ static int captured(int rc, enum capture_point p, gq_err *e)
     return 0;
 }
 
-/* One chunk of nseq whole sequences x (nseq * seqlen, hidden) through the layer. */
-static int layer_chunk(float *x, const struct fwd_shape *s, const struct fwd_weights *w,
-                       size_t nseq, size_t seqlen, capture_fn cb, void *payload,
+/*
+ * One chunk of nseq whole sequences x (nseq * seqlen, hidden) through the
+ * layer, from capture point start (see fwd_layer_part); att_io is the
+ * chunk's attention output (in from CAP_O_IN, out from CAP_ATTN_IN) or NULL.
+ */
+static int layer_chunk(float *x, float *att_io, const struct fwd_shape *s, const struct fwd_weights *w,
+                       size_t nseq, size_t seqlen, enum capture_point start, capture_fn cb, void *payload,
                        enum capture_point stop, float *ws, const struct ws_layout *L, gq_err *e)
 {
     const size_t n = nseq * seqlen, d = s->hidden, hd = s->head_dim, inter = s->inter;
@@ -435,6 +439,12 @@ static int layer_chunk(float *x, const struct fwd_shape *s, const struct fwd_wei
     const float *cs = ws + L->cs, *sn = ws + L->sn;
     int rc;
 
+    if (start == CAP_MLP_IN)
+        goto mlp;
+    if (start == CAP_O_IN) {
+        att = att_io;
+        goto o_in;
+    }
     fwd_rmsnorm(nrm, x, w->in_norm, n, d, s->eps);
     if (cb && (rc = captured(cb(CAP_ATTN_IN, nrm, n, d, nseq, payload), CAP_ATTN_IN, e)) < 0)
         return rc;
@@ -457,6 +467,9 @@ static int layer_chunk(float *x, const struct fwd_shape *s, const struct fwd_wei
         attention(att + q0 * seqlen * qd, qd, base, base + qd, base + qd + kvd, ld,
                   ws + L->sc, seqlen, s->heads, s->kv_heads, hd, s->window);
     }
+    if (att_io)
+        memcpy(att_io, att, n * qd * sizeof(float));
+o_in:
     if (cb && (rc = captured(cb(CAP_O_IN, att, n, qd, nseq, payload), CAP_O_IN, e)) < 0)
         return rc;
     if (stop == CAP_O_IN)
@@ -464,6 +477,7 @@ static int layer_chunk(float *x, const struct fwd_shape *s, const struct fwd_wei
 
     fwd_linear(nrm, att, w->o, w->o_bias, n, d, qd);
     add_into(x, nrm, n * d);
+mlp:
     fwd_rmsnorm(nrm, x, w->post_norm, n, d, s->eps);
     if (cb && (rc = captured(cb(CAP_MLP_IN, nrm, n, d, nseq, payload), CAP_MLP_IN, e)) < 0)
         return rc;
@@ -483,11 +497,11 @@ static int layer_chunk(float *x, const struct fwd_shape *s, const struct fwd_wei
     return 0;
 }
 
-int fwd_layer(float *x, const struct fwd_shape *s, const struct fwd_weights *w, size_t nseq,
-              size_t seqlen, capture_fn cb, void *payload, enum capture_point stop_after,
-              float *ws, gq_err *e)
+int fwd_layer_part(float *x, float *att, const struct fwd_shape *s, const struct fwd_weights *w, size_t nseq,
+                   size_t seqlen, enum capture_point start, capture_fn cb, void *payload,
+                   enum capture_point stop_after, float *ws, gq_err *e)
 {
-    const size_t per = fwd_chunk_seqs(nseq, seqlen), d = s->hidden;
+    const size_t per = fwd_chunk_seqs(nseq, seqlen), d = s->hidden, qd = s->heads * s->head_dim;
     struct ws_layout L;
     int rc = 0;
 
@@ -495,7 +509,15 @@ int fwd_layer(float *x, const struct fwd_shape *s, const struct fwd_weights *w, 
     rope_table(ws + L.cs, ws + L.sn, s->inv_freq, seqlen, s->head_dim / 2);
     for (size_t s0 = 0; s0 < nseq && rc == 0; s0 += per) {
         size_t k = nseq - s0 < per ? nseq - s0 : per;
-        rc = layer_chunk(x + s0 * seqlen * d, s, w, k, seqlen, cb, payload, stop_after, ws, &L, e);
+        rc = layer_chunk(x + s0 * seqlen * d, att ? att + s0 * seqlen * qd : NULL, s, w, k, seqlen, start, cb,
+                         payload, stop_after, ws, &L, e);
     }
     return rc;
+}
+
+int fwd_layer(float *x, const struct fwd_shape *s, const struct fwd_weights *w, size_t nseq,
+              size_t seqlen, capture_fn cb, void *payload, enum capture_point stop_after,
+              float *ws, gq_err *e)
+{
+    return fwd_layer_part(x, NULL, s, w, nseq, seqlen, CAP_ATTN_IN, cb, payload, stop_after, ws, e);
 }

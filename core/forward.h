@@ -74,6 +74,20 @@ int fwd_layer(float *x, const struct fwd_shape *s, const struct fwd_weights *w, 
               size_t seqlen, capture_fn cb, void *payload, enum capture_point stop_after,
               float *ws, gq_err *e);
 
+/*
+ * fwd_layer from capture point start, so that sequential quantization
+ * need not recompute what it already has: CAP_ATTN_IN is fwd_layer (with
+ * att non-NULL, the attention output, (nseq * seqlen, heads * head_dim),
+ * is also stored there); CAP_O_IN takes the attention output from att and
+ * x as the layer's input, adds o_proj(att) to x and goes on; CAP_MLP_IN
+ * takes x as the residual stream after attention.  Callbacks come for the
+ * points from start on.  x is only written from the o_proj addition on:
+ * a run that stops at CAP_ATTN_IN or CAP_O_IN leaves it unchanged.
+ */
+int fwd_layer_part(float *x, float *att, const struct fwd_shape *s, const struct fwd_weights *w, size_t nseq,
+                   size_t seqlen, enum capture_point start, capture_fn cb, void *payload,
+                   enum capture_point stop_after, float *ws, gq_err *e);
+
 /* y (rows, d) = x / sqrt(mean(x^2) + eps) * w, row by row; y may be x. */
 void fwd_rmsnorm(float *y, const float *x, const float *w, size_t rows, size_t d, float eps);
 

@@ -820,8 +820,9 @@ static int workspace(float **out, const struct fwd_shape *s, size_t nseq, size_t
     return 0;
 }
 
-int layer_forward(float *hidden, const model *m, const model_layer *l, size_t nseq, size_t seqlen,
-                  capture_fn cb, void *payload, enum capture_point stop_after, gq_err *e)
+int layer_forward_part(float *hidden, float *att, const model *m, const model_layer *l, size_t nseq,
+                       size_t seqlen, enum capture_point start, capture_fn cb, void *payload,
+                       enum capture_point stop_after, gq_err *e)
 {
     struct fwd_shape s;
     struct fwd_weights w;
@@ -830,6 +831,12 @@ int layer_forward(float *hidden, const model *m, const model_layer *l, size_t ns
 
     if (stop_after != CAP_NONE && ((int)stop_after < 0 || stop_after >= CAP_COUNT))
         return GQ_FAIL(e, GQ_EINVAL, "no such capture point %d", (int)stop_after);
+    if (start != CAP_ATTN_IN && start != CAP_O_IN && start != CAP_MLP_IN)
+        return GQ_FAIL(e, GQ_EINVAL, "a layer pass cannot start at capture point %d", (int)start);
+    if (stop_after != CAP_NONE && stop_after < start)
+        return GQ_FAIL(e, GQ_EINVAL, "capture point %d comes before the start %d", (int)stop_after, (int)start);
+    if (start == CAP_O_IN && !att)
+        return GQ_FAIL(e, GQ_EINVAL, "a pass from the o_proj input needs the attention output");
     if (l->index < 0)
         return GQ_FAIL(e, GQ_EINVAL, "decoder layer has no weights");
     for (int i = 0; i < LIN_COUNT; i++) {
@@ -845,9 +852,15 @@ int layer_forward(float *hidden, const model *m, const model_layer *l, size_t ns
     weights_of(&w, l);
     if ((rc = workspace(&ws, &s, nseq, seqlen, e)) < 0)
         return rc;
-    rc = fwd_layer(hidden, &s, &w, nseq, seqlen, cb, payload, stop_after, ws, e);
+    rc = fwd_layer_part(hidden, att, &s, &w, nseq, seqlen, start, cb, payload, stop_after, ws, e);
     gq_free(ws);
     return rc;
+}
+
+int layer_forward(float *hidden, const model *m, const model_layer *l, size_t nseq, size_t seqlen,
+                  capture_fn cb, void *payload, enum capture_point stop_after, gq_err *e)
+{
+    return layer_forward_part(hidden, NULL, m, l, nseq, seqlen, CAP_ATTN_IN, cb, payload, stop_after, e);
 }
 
 /* Convert the lm_head (or the tied embedding) once. */

@@ -161,6 +161,22 @@ int layer_forward(float *hidden, const model *m, const model_layer *l, size_t ns
                   capture_fn cb, void *payload, enum capture_point stop_after, gq_err *e);
 
 /*
+ * layer_forward from capture point start, for sequential quantization
+ * (fwd_layer_part): start CAP_ATTN_IN is layer_forward, and with att
+ * non-NULL also stores the attention output (nseq * seqlen, num_heads *
+ * head_dim) there; CAP_O_IN takes that attention output from att and
+ * hidden as the layer input, adds o_proj(att) to hidden and goes on;
+ * CAP_MLP_IN takes hidden as the residual stream after attention.
+ * hidden is written only from the o_proj addition on, so a pass that
+ * stops at CAP_ATTN_IN or CAP_O_IN leaves it unchanged.  GQ_EINVAL for
+ * another start, a stop before the start, or CAP_O_IN without att; else
+ * as layer_forward.
+ */
+int layer_forward_part(float *hidden, float *att, const model *m, const model_layer *l, size_t nseq,
+                       size_t seqlen, enum capture_point start, capture_fn cb, void *payload,
+                       enum capture_point stop_after, gq_err *e);
+
+/*
  * Final norm and lm_head: logits (n, vocab) from hidden (n, hidden).  The
  * lm_head (or the tied embedding) is converted to float32 on first use and
  * kept by m, so this call modifies m: not concurrently with others on m.

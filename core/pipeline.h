@@ -10,12 +10,14 @@
  * Hessian, gate/up too), the Linears are quantized and their dequantized
  * weights swapped in, so later groups and layers see the quantized
  * model's activations.  After the last group the layer runs once more, in
- * place, to give the next layer its inputs.  Each finished layer is packed
+ * place, to give the next layer its inputs (each pass resumes where the
+ * previous one left the activations).  Each finished layer is packed
  * and streamed to disk (checkpoint.h).
  *
  * Memory: the weights stay mapped; resident are one layer in float32, the
- * calibration activations once (nsamples * seqlen * hidden floats) plus a
- * chunk of them, the Hessians of one group and one layer's results.
+ * calibration activations and their attention outputs (two activation
+ * copies; one plus a chunk without true_sequential), the Hessians of one
+ * group with the solve's scratch, and one layer's results.
  *
  * Output: everything is written into a temporary directory next to out_dir
  * and renamed to out_dir at the end; out_dir must not exist.  On any error

@@ -225,10 +225,12 @@ static void linear_shapes(size_t rows[LIN_COUNT], size_t cols[LIN_COUNT], const 
  *   o          2 T q hidden
  *   gate/up    2 * 2 T hidden inter
  *   down       2 T inter hidden
- * Passes per layer: the q/k/v group stops at the attention input (RMSNorm
- * only, no GEMM); the o group runs qkv + attention; the gate/up group adds
- * o; the down group adds gate/up; then one full pass (all five) gives the
- * next layer its inputs, except after the last layer.
+ * Passes per layer (pipeline.c resumes each pass where the previous one
+ * left the activations): the q/k/v group stops at the attention input
+ * (RMSNorm only, no GEMM); the o group runs qkv + attention (kept); the
+ * gate/up group runs o from the kept attention output; the down group runs
+ * gate/up; then the last pass runs gate/up + down for the next layer's
+ * inputs, except after the last layer.
  * Hessians (gptq.c syrk_add): one SYRK per capture point, T cols (cols + 1)
  * (the upper triangle of 2 T cols^2): q/k/v share the attention input
  * (hidden), o has q, gate/up share hidden, down has inter.
@@ -261,10 +263,10 @@ static void count_flops(struct flops *f, const struct shape *s, size_t nseq, siz
         size_t r1 = r0 + 64 < seqlen ? r0 + 64 : seqlen;
         attn_seq += 4.0 * (double)(r1 - r0) * (double)r1 * hd;
     }
-    f->qkv = (3 * L + full) * 2 * T * hid * (qd + 2 * kvd);
-    f->attention = (3 * L + full) * (double)nseq * (double)s->heads * attn_seq;
-    f->o = (2 * L + full) * 2 * T * qd * hid;
-    f->gate_up = (1 * L + full) * 2 * 2 * T * hid * inter;
+    f->qkv = L * 2 * T * hid * (qd + 2 * kvd);
+    f->attention = L * (double)nseq * (double)s->heads * attn_seq;
+    f->o = L * 2 * T * qd * hid;
+    f->gate_up = (L + full) * 2 * 2 * T * hid * inter;
     f->down = full * 2 * T * inter * hid;
     f->hessian = L * T * (hid * (hid + 1) + qd * (qd + 1) + hid * (hid + 1) + inter * (inter + 1));
     linear_shapes(rows, cols, s);
