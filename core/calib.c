@@ -463,28 +463,22 @@ done:
     return rc;
 }
 
-int calib_from_texts(struct calib *out, const tokenizer *t, const char *const *texts, size_t n,
-                     size_t nsamples, size_t seqlen, uint64_t seed, gq_err *e)
+int calib_tokenize_texts(int32_t **ids, size_t *count, const tokenizer *t, const char *const *texts, size_t n,
+                         gq_err *e)
 {
     char *joined = NULL, *p;
-    int32_t *stream = NULL;
-    size_t len = 0, count = 0;
+    size_t len = 0;
     int rc;
 
-    GQ_ASSERT_ARG(e, out != NULL && t != NULL && (texts != NULL || n == 0));
-    if (nsamples == 0 || seqlen == 0)
-        return GQ_FAIL(e, GQ_EINVAL, "calibration needs at least one sample of at least one token (got %zu x %zu)",
-                       nsamples, seqlen);
+    GQ_ASSERT_ARG(e, ids != NULL && count != NULL && t != NULL && (texts != NULL || n == 0));
     for (size_t i = 0; i < n; i++) {
         size_t k = strlen(texts[i]) + (i ? 2 : 0);
         if (len > SIZE_MAX - 1 - k)
             return GQ_FAIL(e, GQ_EINVAL, "calibration texts too long to join");
         len += k;
     }
-    if (!(joined = gq_malloc(len + 1))) {
-        rc = GQ_FAIL(e, GQ_ENOMEM, "out of memory joining %zu calibration texts (%zu bytes)", n, len);
-        goto done;
-    }
+    if (!(joined = gq_malloc(len + 1)))
+        return GQ_FAIL(e, GQ_ENOMEM, "out of memory joining %zu calibration texts (%zu bytes)", n, len);
     p = joined;
     for (size_t i = 0; i < n; i++) {
         size_t k = strlen(texts[i]);
@@ -496,15 +490,25 @@ int calib_from_texts(struct calib *out, const tokenizer *t, const char *const *t
         p += k;
     }
     *p = '\0';
-    if ((rc = tokenizer_encode(&stream, &count, t, joined, len, 0, e)) < 0) {
+    if ((rc = tokenizer_encode(ids, count, t, joined, len, 0, e)) < 0)
         gq_err_prefix(e, "tokenizing %zu calibration texts", n);
-        goto done;
-    }
-    gq_free(joined);   /* the texts are not needed past this point */
-    joined = NULL;
-    rc = calib_from_stream(out, stream, count, nsamples, seqlen, seed, e);
-done:
     gq_free(joined);
+    return rc;
+}
+
+int calib_from_texts(struct calib *out, const tokenizer *t, const char *const *texts, size_t n,
+                     size_t nsamples, size_t seqlen, uint64_t seed, gq_err *e)
+{
+    int32_t *stream = NULL;
+    size_t count = 0;
+    int rc;
+
+    GQ_ASSERT_ARG(e, out != NULL && t != NULL && (texts != NULL || n == 0));
+    if (nsamples == 0 || seqlen == 0)
+        return GQ_FAIL(e, GQ_EINVAL, "calibration needs at least one sample of at least one token (got %zu x %zu)",
+                       nsamples, seqlen);
+    if ((rc = calib_tokenize_texts(&stream, &count, t, texts, n, e)) == 0)
+        rc = calib_from_stream(out, stream, count, nsamples, seqlen, seed, e);
     gq_free(stream);
     return rc;
 }

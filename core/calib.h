@@ -66,6 +66,14 @@ void calib_texts_free(char **texts, size_t n);
 int calib_from_texts(struct calib *out, const tokenizer *t, const char *const *texts, size_t n,
                      size_t nsamples, size_t seqlen, uint64_t seed, gq_err *e);
 
+/*
+ * The token stream of texts as the rule above makes it: joined with "\n\n",
+ * tokenized once without special tokens.  *ids: gq_free.  Tokenizer
+ * errors as tokenizer_encode's; GQ_ENOMEM.
+ */
+int calib_tokenize_texts(int32_t **ids, size_t *count, const tokenizer *t, const char *const *texts, size_t n,
+                         gq_err *e);
+
 /* The same sampling from a token stream ids[0, n) already tokenized. */
 int calib_from_stream(struct calib *out, const int32_t *ids, size_t n, size_t nsamples, size_t seqlen,
                       uint64_t seed, gq_err *e);

@@ -135,46 +135,21 @@ static const char tokenize_usage[] =
 static int text_blocks(int32_t **ids, size_t *nblocks, const char *dir, const char *path, size_t seqlen,
                        gq_err *e)
 {
-    char **texts = NULL, *joined = NULL, *p;
-    size_t ntexts = 0, len = 0, n = 0;
+    char **texts = NULL;
+    size_t ntexts = 0, n = 0;
     int32_t *stream = NULL;
     tokenizer *t = NULL;
     int rc;
 
     if ((rc = calib_read_texts(&texts, &ntexts, path, e)) < 0)
         goto done;
-    for (size_t i = 0; i < ntexts; i++) {
-        size_t k = strlen(texts[i]) + (i ? 2 : 0);
-        if (len > SIZE_MAX - 1 - k) {
-            rc = GQ_FAIL(e, GQ_EINVAL, "%s: the texts are too long to join", path);
-            goto done;
-        }
-        len += k;
-    }
-    if (!(joined = gq_malloc(len + 1))) {
-        rc = GQ_FAIL(e, GQ_ENOMEM, "out of memory joining %zu texts (%zu bytes)", ntexts, len);
-        goto done;
-    }
-    p = joined;
-    for (size_t i = 0; i < ntexts; i++) {
-        size_t k = strlen(texts[i]);
-        if (i) {
-            memcpy(p, "\n\n", 2);
-            p += 2;
-        }
-        memcpy(p, texts[i], k);
-        p += k;
-    }
-    *p = '\0';
-    calib_texts_free(texts, ntexts);
-    texts = NULL;
     if ((rc = tokenizer_load_dir(&t, dir, e)) < 0) {
         if (!strstr(e->msg, dir))
             gq_err_prefix(e, "%s", dir);
         goto done;
     }
-    if ((rc = tokenizer_encode(&stream, &n, t, joined, len, 0, e)) < 0) {
-        gq_err_prefix(e, "tokenizing %s", path);
+    if ((rc = calib_tokenize_texts(&stream, &n, t, (const char *const *)texts, ntexts, e)) < 0) {
+        gq_err_prefix(e, "%s", path);
         goto done;
     }
     if (n < seqlen) {
@@ -189,7 +164,6 @@ static int text_blocks(int32_t **ids, size_t *nblocks, const char *dir, const ch
 done:
     calib_texts_free(texts, ntexts);
     tokenizer_free(t);
-    gq_free(joined);
     gq_free(stream);
     return rc;
 }
