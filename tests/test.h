@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 static int t_case_failed, t_case_skipped, t_passed, t_failed, t_skipped;
 
@@ -85,6 +86,28 @@ static inline char *test_read_file(const char *path, size_t *len)
     }
     fclose(f);
     return buf;
+}
+
+/*
+ * Run a shell command, its whole stdout (up to cap - 1 bytes, NUL-ended)
+ * into out; the exit status, or -1 when it could not run or was killed.
+ */
+static inline int test_run_cmd(char *out, size_t cap, const char *cmd)
+{
+    FILE *p = popen(cmd, "r");
+    size_t n = 0, got;
+    int status;
+
+    out[0] = '\0';
+    if (!p)
+        return -1;
+    while (n + 1 < cap && (got = fread(out + n, 1, cap - 1 - n, p)) > 0)
+        n += got;
+    out[n] = '\0';
+    while (fgetc(p) != EOF)
+        ;
+    status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 /* Deterministic pseudo-random numbers (splitmix64), so tests never flake. */

@@ -59,24 +59,6 @@ static char g_model[128], g_q[128], g_ids[128];
 static const char *g_bin;
 static int g_ready;
 
-static int run(char *out, size_t cap, const char *cmd)
-{
-    FILE *p = popen(cmd, "r");
-    size_t n = 0, got;
-    int status;
-
-    out[0] = '\0';
-    if (!p)
-        return -1;
-    while (n + 1 < cap && (got = fread(out + n, 1, cap - 1 - n, p)) > 0)
-        n += got;
-    out[n] = '\0';
-    while (fgetc(p) != EOF)
-        ;
-    status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 static int write_file(const char *path, const void *data, size_t len)
 {
     FILE *f = fopen(path, "wb");
@@ -165,7 +147,7 @@ static void test_cli_inspect__float_model(void)
     if (!g_bin)
         SKIP("GPTQ_BIN is not set (run through make test)");
     snprintf(cmd, sizeof(cmd), "%s inspect tests/fixtures/tiny-mistral --json", g_bin);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK_OK(gq_json_parse(&j, out, strlen(out), &e), &e);
     if (!j)
         return;
@@ -183,7 +165,7 @@ static void test_cli_inspect__float_model(void)
     gq_json_free(j);
 
     snprintf(cmd, sizeof(cmd), "%s inspect tests/fixtures/tiny-mistral", g_bin);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK_MSG(strstr(out, "quantization: none (a float checkpoint)") && strstr(out, "linears: 14 (0 packed, 14 float)") &&
               strstr(out, "model.layers.1.mlp.down_proj.weight") && strstr(out, "check: ok\n"), "%s", out);
     CHECK(!strstr(out, "provenance"));
@@ -204,7 +186,7 @@ static void test_cli_inspect__gptq_checkpoint(void)
     if (!g_ready)
         SKIP("no quantized checkpoint (gptq quantize failed in setup)");
     snprintf(cmd, sizeof(cmd), "%s inspect %s --json", g_bin, g_q);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK_OK(gq_json_parse(&j, out, strlen(out), &e), &e);
     snprintf(path, sizeof(path), "%s/config.json", g_q);
     cfg = json_file(path);
@@ -245,7 +227,7 @@ static void test_cli_inspect__gptq_checkpoint(void)
     CHECK(gq_json_bool(gq_json_get(j, "valid")) == 1);
 
     snprintf(cmd, sizeof(cmd), "%s inspect %s", g_bin, g_q);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK_MSG(strstr(out, "quantization: gptq, from config.json (quantization_config)") &&
               strstr(out, "bits 4, group_size 32, desc_act false, sym true, format gptq") &&
               strstr(out, "dynamic rules: 2") && strstr(out, "-:.*down_proj  {}") &&
@@ -287,7 +269,7 @@ static void test_cli_inspect__broken_checkpoint(void)
     text = gq_json_print(cfg, 2);
     CHECK(text && write_file(path, text, strlen(text)) == 0);
     snprintf(cmd, sizeof(cmd), "%s inspect %s --json 2>%s/err", g_bin, bad, g_dir);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 1);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 1);
     CHECK_OK(gq_json_parse(&j, out, strlen(out), &e), &e);
     CHECK(gq_json_bool(gq_json_get(j, "valid")) == 0);
     CHECK_MSG(strstr(gq_json_string(gq_json_get(j, "error")) ? gq_json_string(gq_json_get(j, "error")) : "",
@@ -296,11 +278,11 @@ static void test_cli_inspect__broken_checkpoint(void)
     CHECK(gq_json_number(gq_json_get(gq_json_get(j, "quantization"), "bits")) == 2);
     CHECK_MSG(strstr(last_stderr(), "gptq: error:") && strstr(last_stderr(), "wrong shape"), "%s", last_stderr());
     snprintf(cmd, sizeof(cmd), "%s inspect %s 2>/dev/null", g_bin, bad);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 1);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 1);
     CHECK_MSG(strstr(out, "check: FAILED: ") && strstr(out, "tensors: 57"), "%s", out);
     /* eval refuses the same checkpoint with the same message */
     snprintf(cmd, sizeof(cmd), "%s eval %s --blocks %s --seqlen 32 2>%s/err", g_bin, bad, g_ids, g_dir);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 1);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 1);
     CHECK_MSG(strstr(last_stderr(), "wrong shape [8, 64]"), "%s", last_stderr());
     gq_json_free(j);
     j = NULL;
@@ -313,7 +295,7 @@ static void test_cli_inspect__broken_checkpoint(void)
     text = gq_json_print(cfg, 2);
     CHECK(text && write_file(path, text, strlen(text)) == 0);
     snprintf(cmd, sizeof(cmd), "%s inspect %s 2>%s/err", g_bin, bad, g_dir);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 1);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 1);
     CHECK_MSG(strstr(last_stderr(), "quant_method 'awq' is not supported (only gptq)"), "%s", last_stderr());
     gq_json_free_text(text);
     gq_json_free(cfg);
@@ -337,7 +319,7 @@ static void test_cli_inspect__eval_gptq_checkpoint(void)
     if (!g_ready)
         SKIP("no quantized checkpoint (gptq quantize failed in setup)");
     snprintf(cmd, sizeof(cmd), "%s eval %s --blocks %s --seqlen 32 --batch 3 --json", g_bin, g_q, g_ids);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK_MSG(sscanf(out, "{\"ppl\": %lf, \"tokens\": %lu}", &ppl, &tokens) == 2, "%s", out);
     CHECK_OK(calib_read_ids(&ids, &n, g_ids, &e), &e);
     CHECK_OK(model_open(&m, g_q, &e), &e);
@@ -348,7 +330,7 @@ static void test_cli_inspect__eval_gptq_checkpoint(void)
     CHECK_EQ_INT(tokens, count);
     CHECK_NEAR(ppl, want, 2e-6 * want);
     snprintf(cmd, sizeof(cmd), "%s eval %s --blocks %s --seqlen 32 --json", g_bin, g_model, g_ids);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK(sscanf(out, "{\"ppl\": %lf", &fppl) == 1);
     CHECK_MSG(fabs(fppl - ppl) > 1e-4, "quantized %.6f, float %.6f", ppl, fppl);
     model_close(m);
@@ -417,7 +399,7 @@ static void test_cli_inspect__eval_texts(void)
     for (int k = 0; k < 2; k++) {
         const char *dir = k ? g_model : g_q;
         snprintf(cmd, sizeof(cmd), "%s eval %s --texts %s --seqlen 6 --json 2>%s/err", g_bin, dir, tpath, g_dir);
-        CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+        CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
         CHECK_MSG(sscanf(out, "{\"ppl\": %lf, \"tokens\": %lu}", &ppl, &tokens) == 2, "%s", out);
         want = texts_ppl(&count, &n, dir, tpath, 6, k ? NULL : &ids, &nblocks);
         CHECK_EQ_INT(tokens, count);
@@ -433,15 +415,15 @@ static void test_cli_inspect__eval_texts(void)
     snprintf(bpath, sizeof(bpath), "%s/texts.i32", g_dir);
     CHECK(ids && nblocks > 1 && write_file(bpath, ids, nblocks * 6 * sizeof(int32_t)) == 0);
     snprintf(cmd, sizeof(cmd), "%s eval %s --texts %s --seqlen 6 2>/dev/null", g_bin, g_q, tpath);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     snprintf(cmd, sizeof(cmd), "%s eval %s --blocks %s --seqlen 6", g_bin, g_q, bpath);
-    CHECK_EQ_INT(run(out2, sizeof(out2), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out2, sizeof(out2), cmd), 0);
     CHECK_MSG(!strcmp(out, out2) && !strncmp(out, "perplexity ", 11), "--texts: %s--blocks: %s", out, out2);
     /* a plain text file is one text */
     snprintf(plain, sizeof(plain), "%s/plain.txt", g_dir);
     CHECK(write_file(plain, "ab a b ab\n\na a ab b ab ab", 25) == 0);
     snprintf(cmd, sizeof(cmd), "%s eval %s --texts %s --seqlen 4 --json 2>/dev/null", g_bin, g_q, plain);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK(sscanf(out, "{\"ppl\": %lf, \"tokens\": %lu}", &ppl, &tokens) == 2);
     want = texts_ppl(&count, NULL, g_q, plain, 4, NULL, NULL);
     CHECK_EQ_INT(tokens, count);
@@ -470,7 +452,7 @@ static void test_cli_inspect__eval_texts_gcide(void)
     snprintf(cmd, sizeof(cmd), "head -n 40 '%s' > '%s'", src, sub);
     CHECK(system(cmd) == 0);
     snprintf(cmd, sizeof(cmd), "%s eval %s --texts %s --seqlen 128 --json 2>/dev/null", g_bin, dir, sub);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK_MSG(sscanf(out, "{\"ppl\": %lf, \"tokens\": %lu}", &ppl, &tokens) == 2, "%s", out);
     want = texts_ppl(&count, NULL, dir, sub, 128, NULL, NULL);
     CHECK(count > 0);
@@ -489,49 +471,49 @@ static void test_cli_inspect__errors(void)
         SKIP("GPTQ_BIN is not set (run through make test)");
     /* usage errors: exit 2 with the usage */
     snprintf(cmd, sizeof(cmd), "%s inspect 2>&1", g_bin);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 2);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 2);
     CHECK_MSG(strstr(out, "DIR is required") && strstr(out, "usage: gptq inspect"), "%s", out);
     snprintf(cmd, sizeof(cmd), "%s inspect %s --bogus 2>&1", g_bin, g_model);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 2);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 2);
     CHECK(strstr(out, "unknown option '--bogus'") != NULL);
     snprintf(cmd, sizeof(cmd), "%s inspect a b 2>&1", g_bin);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 2);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 2);
     snprintf(cmd, sizeof(cmd), "%s eval %s --texts x --blocks y --seqlen 8 2>&1", g_bin, g_model);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 2);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 2);
     CHECK(strstr(out, "give only one of --blocks and --texts") != NULL);
     snprintf(cmd, sizeof(cmd), "%s eval %s --seqlen 8 2>&1", g_bin, g_model);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 2);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 2);
     CHECK(strstr(out, "--blocks or --texts is required") != NULL);
     snprintf(cmd, sizeof(cmd), "%s eval %s --texts 2>&1", g_bin, g_model);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 2);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 2);
     /* help: exit 0, on stdout */
     snprintf(cmd, sizeof(cmd), "%s inspect --help", g_bin);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK(!strncmp(out, "usage: gptq inspect", 19) && strstr(out, "exit status"));
     snprintf(cmd, sizeof(cmd), "%s eval --help", g_bin);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK(strstr(out, "--texts FILE") != NULL);
     snprintf(cmd, sizeof(cmd), "%s --help", g_bin);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK(strstr(out, "  inspect ") != NULL);
 
     /* runtime errors: exit 1 and a message */
     snprintf(cmd, sizeof(cmd), "%s inspect /nonexistent-model 2>%s/err", g_bin, g_dir);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 1);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 1);
     CHECK_MSG(strstr(last_stderr(), "gptq: error:") && strstr(last_stderr(), "/nonexistent-model"), "%s",
               last_stderr());
     snprintf(tiny, sizeof(tiny), "%s/tiny.txt", g_dir);
     CHECK(write_file(tiny, "ab a", 4) == 0);
     snprintf(cmd, sizeof(cmd), "%s eval %s --texts %s --seqlen 50 2>%s/err", g_bin, g_model, tiny, g_dir);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 1);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 1);
     CHECK_MSG(strstr(last_stderr(), "tiny.txt gives 2 tokens, fewer than one block of --seqlen 50"), "%s",
               last_stderr());
     snprintf(cmd, sizeof(cmd), "%s eval tests/fixtures/tiny-mistral --texts %s --seqlen 2 2>%s/err", g_bin, tiny,
              g_dir);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 1);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 1);
     CHECK_MSG(strstr(last_stderr(), "tokenizer"), "%s", last_stderr());
     snprintf(cmd, sizeof(cmd), "%s eval %s --texts %s/none.jsonl --seqlen 2 2>%s/err", g_bin, g_model, g_dir, g_dir);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 1);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 1);
     CHECK_MSG(strstr(last_stderr(), "none.jsonl"), "%s", last_stderr());
     unlink(tiny);
 }

@@ -20,24 +20,6 @@ static char g_dir[] = "/tmp/gq-cliq-XXXXXX";
 static const char *g_bin;
 static const char *src = "tests/fixtures/tiny-llama";
 
-static int run(char *out, size_t cap, const char *cmd)
-{
-    FILE *p = popen(cmd, "r");
-    size_t n = 0, got;
-    int status;
-
-    out[0] = '\0';
-    if (!p)
-        return -1;
-    while ((got = fread(out + n, 1, cap - 1 - n, p)) > 0)
-        n += got;
-    out[n] = '\0';
-    while (fgetc(p) != EOF)
-        ;
-    status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 static int exists(const char *dir, const char *name)
 {
     char p[512];
@@ -85,7 +67,7 @@ static void test_cli_quantize__ids_calibration_and_files(void)
     snprintf(cmd, sizeof(cmd),
              "%s quantize %s --out %s/q --calib-ids %s/ids.i32 --calib-samples 8 --calib-seqlen 32 --group-size 32 "
              "--asym --json 2>/dev/null", g_bin, src, g_dir, g_dir);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK(strstr(out, "\"quantized\":14") != NULL);
     CHECK(strstr(out, "\"calibration_sha256\":\"") != NULL);
     snprintf(path, sizeof(path), "%s/q", g_dir);
@@ -98,10 +80,10 @@ static void test_cli_quantize__ids_calibration_and_files(void)
     CHECK(json_number(path, "calibration_sample_count", NULL) == 8);
     CHECK(json_number(path, "calibration_seq_len", NULL) == 32);
     /* the same output again: refused, nothing touched */
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 1);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 1);
     /* the checkpoint evaluates */
     snprintf(cmd, sizeof(cmd), "%s eval %s/q --blocks %s/ids.i32 --seqlen 32 --json 2>&1", g_bin, g_dir, g_dir);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK(strstr(out, "\"ppl\"") != NULL);
 }
 
@@ -115,7 +97,7 @@ static void test_cli_quantize__dynamic_and_gate(void)
              "%s quantize %s --out %s/dyn --calib-ids %s/ids.i32 --calib-samples 8 --calib-seqlen 32 --group-size 32 "
              "--dynamic '{\"-:.*down_proj\": {}, \"+:model\\\\.layers\\\\.0\\\\..*\": {\"bits\": 8}}' --json 2>/dev/null",
              g_bin, src, g_dir, g_dir);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK(strstr(out, "\"quantized\":12") != NULL);
     snprintf(path, sizeof(path), "%s/dyn/config.json", g_dir);
     CHECK(json_number(path, "quantization_config", "bits") == 4);
@@ -123,7 +105,7 @@ static void test_cli_quantize__dynamic_and_gate(void)
     snprintf(cmd, sizeof(cmd),
              "%s quantize %s --out %s/gate --calib-ids %s/ids.i32 --calib-samples 8 --calib-seqlen 32 --group-size 32 "
              "--bits 2 --eval-blocks %s/ids.i32 --max-ppl-ratio 1.000001 2>/dev/null", g_bin, src, g_dir, g_dir, g_dir);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 3);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 3);
     CHECK(strstr(out, "GATE FAILED") != NULL);
     snprintf(path, sizeof(path), "%s/gate", g_dir);
     CHECK(exists(path, "model.safetensors") && exists(path, "eval.json"));
@@ -143,18 +125,18 @@ static void test_cli_quantize__usage_errors(void)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         snprintf(cmd, sizeof(cmd), "%s quantize %s --out %s/never --calib-ids %s/ids.i32 %s 2>&1", g_bin, src, g_dir,
                  g_dir, bad[i]);
-        CHECK_MSG(run(out, sizeof(out), cmd) == 2, "'%s' should be a usage error", bad[i]);
+        CHECK_MSG(test_run_cmd(out, sizeof(out), cmd) == 2, "'%s' should be a usage error", bad[i]);
         CHECK(strstr(out, "usage: gptq quantize") != NULL);
     }
     snprintf(cmd, sizeof(cmd), "%s quantize %s --calib-ids %s/ids.i32 2>&1", g_bin, src, g_dir);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 2);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 2);
     CHECK(strstr(out, "--out") != NULL);
     snprintf(cmd, sizeof(cmd), "%s quantize /nonexistent --out %s/never --calib-ids %s/ids.i32 2>&1", g_bin, g_dir,
              g_dir);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 1);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 1);
     CHECK(!exists(g_dir, "never"));
     snprintf(cmd, sizeof(cmd), "%s quantize --help", g_bin);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK(strstr(out, "--dynamic") != NULL && strstr(out, "exit status") != NULL);
 }
 
@@ -170,7 +152,7 @@ static void test_cli_quantize__fixture_texts(void)
              "%s quantize %s/fixtures/tiny-qwen2-gcide/model --out %s/gcide --calib "
              "%s/fixtures/tiny-qwen2-gcide/calibration.jsonl --calib-samples 16 --calib-seqlen 256 --json 2>/dev/null",
              g_bin, shared, g_dir, shared);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK(strstr(out, "\"quantized\":28") != NULL);
     CHECK(exists(g_dir, "gcide/tokenizer.json"));
 }

@@ -65,25 +65,6 @@ static int write_file(const char *path, const char *data, size_t len)
     return ok ? 0 : -1;
 }
 
-/* Run a shell command, its whole stdout into out (NUL-terminated); the exit status, or -1. */
-static int run(char *out, size_t cap, const char *cmd)
-{
-    FILE *p = popen(cmd, "r");
-    size_t n = 0, got;
-    int status;
-
-    out[0] = '\0';
-    if (!p)
-        return -1;
-    while ((got = fread(out + n, 1, cap - 1 - n, p)) > 0)
-        n += got;
-    out[n] = '\0';
-    while (fgetc(p) != EOF)
-        ;
-    status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 /* The stderr a command left in g_dir/err. */
 static const char *last_stderr(void)
 {
@@ -176,23 +157,23 @@ static void test_cli_tokenize__text_matches_library(void)
             int special = !(k & 2);
             snprintf(cmd, sizeof(cmd), "%s tokenize %s --text '%s'%s", g_bin, path, texts[i],
                      special ? "" : " --no-special");
-            CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+            CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
             api_plain(want, sizeof(want), path, texts[i], strlen(texts[i]), special, 0);
             CHECK_MSG(!strcmp(out, want), "%s: got \"%s\", want \"%s\"", cmd, out, want);
         }
     /* worked out by hand: "ab" merges, " a" merges to Ġa, <s> = 6 from the template */
     snprintf(cmd, sizeof(cmd), "%s tokenize %s --text 'ab a'", g_bin, g_json);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK_MSG(!strcmp(out, "6 2 4\n"), "got \"%s\"", out);
     snprintf(cmd, sizeof(cmd), "%s tokenize --no-special %s --text 'ab a'", g_bin, g_json);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK_MSG(!strcmp(out, "2 4\n"), "got \"%s\"", out);
     /* the directory's tokenizer_config.json turns <s> off */
     snprintf(cmd, sizeof(cmd), "%s tokenize %s --text 'ab a'", g_bin, g_dir);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK_MSG(!strcmp(out, "2 4\n"), "got \"%s\"", out);
     snprintf(cmd, sizeof(cmd), "%s tokenize %s --text ''", g_bin, g_json);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK_MSG(!strcmp(out, "6\n"), "got \"%s\"", out);
 }
 
@@ -204,22 +185,22 @@ static void test_cli_tokenize__decode_and_json(void)
     if (!g_bin)
         SKIP("GPTQ_BIN is not set (run through make test)");
     snprintf(cmd, sizeof(cmd), "%s tokenize %s --text 'b<s>a' --decode", g_bin, g_json);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     api_plain(want, sizeof(want), g_json, "b<s>a", 5, 1, 1);
     CHECK_MSG(!strcmp(out, want), "got \"%s\", want \"%s\"", out, want);
     CHECK_MSG(!strcmp(out, "6 1 6 0\n<s>b<s>a\n"), "got \"%s\"", out);
 
     snprintf(cmd, sizeof(cmd), "%s tokenize %s --json --text 'ab a'", g_bin, g_json);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK_MSG(strchr(out, '\n') == out + strlen(out) - 1, "one line: \"%s\"", out);
     check_json_line(out, strlen(out), g_json, "ab a", 1, 0);
 
     snprintf(cmd, sizeof(cmd), "%s tokenize %s --json --decode --no-special --text 'a a a b'", g_bin, g_json);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     check_json_line(out, strlen(out), g_json, "a a a b", 0, 1);
 
     snprintf(cmd, sizeof(cmd), "%s tokenize %s --decode --json --text 'ab\"\\\\'", g_bin, g_dir);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     check_json_line(out, strlen(out), g_dir, "ab\"\\\\", 1, 1);
 }
 
@@ -237,17 +218,17 @@ static void test_cli_tokenize__file_and_stdin(void)
     CHECK(strncmp(want, "6 2 5 0 4 5\n", 12) == 0); /* by hand: ab, Ċ, a, Ġa, Ċ */
 
     snprintf(cmd, sizeof(cmd), "%s tokenize %s --file %s --decode", g_bin, g_json, path);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK_MSG(!strcmp(out, want), "got \"%s\", want \"%s\"", out, want);
     snprintf(cmd, sizeof(cmd), "%s tokenize %s --decode --file - < %s", g_bin, g_json, path);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK_MSG(!strcmp(out, want), "stdin: got \"%s\", want \"%s\"", out, want);
 
     snprintf(cmd, sizeof(cmd), "%s tokenize %s --file %s", g_bin, g_json, empty);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK_MSG(!strcmp(out, "6\n"), "empty file: got \"%s\"", out);
     snprintf(cmd, sizeof(cmd), "%s tokenize %s --no-special --file - < /dev/null", g_bin, g_json);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK_MSG(!strcmp(out, "\n"), "empty stdin: got \"%s\"", out);
     unlink(path);
     unlink(empty);
@@ -280,7 +261,7 @@ static void test_cli_tokenize__jsonl(void)
         else
             snprintf(cmd, sizeof(cmd), "%s tokenize %s --jsonl %s%s%s", g_bin, g_json, path,
                      special ? "" : " --no-special", decode ? " --decode" : "");
-        CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+        CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
         for (const char *nl; (nl = strchr(s, '\n')) != NULL; s = nl + 1, lines++)
             if (lines < 5)
                 check_json_line(s, (size_t)(nl - s), g_json, texts[lines], special, decode);
@@ -308,14 +289,14 @@ static void test_cli_tokenize__jsonl_errors(void)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         CHECK(write_file(path, cases[i].input, strlen(cases[i].input)) == 0);
         snprintf(cmd, sizeof(cmd), "%s tokenize %s --jsonl %s 2>%s", g_bin, g_json, path, err);
-        CHECK_EQ_INT(run(out, sizeof(out), cmd), 1);
+        CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 1);
         CHECK_MSG(strstr(last_stderr(), "gptq: error:") && strstr(last_stderr(), cases[i].line) &&
                   strstr(last_stderr(), path), "case %zu: %s", i, last_stderr());
     }
     /* the lines before the bad one were printed */
     CHECK(write_file(path, cases[0].input, strlen(cases[0].input)) == 0);
     snprintf(cmd, sizeof(cmd), "%s tokenize %s --jsonl - < %s 2>%s", g_bin, g_json, path, err);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 1);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 1);
     CHECK_MSG(!strcmp(out, "{\"ids\":[6,2]}\n"), "got \"%s\"", out);
     CHECK_MSG(strstr(last_stderr(), "<stdin> line 2") != NULL, "%s", last_stderr());
     unlink(path);
@@ -347,23 +328,23 @@ static void test_cli_tokenize__usage(void)
         else
             snprintf(args, sizeof(args), "%s", bad[i]);
         snprintf(cmd, sizeof(cmd), "%s tokenize %s 2>%s", g_bin, args, err);
-        CHECK_EQ_INT(run(out, sizeof(out), cmd), 2);
+        CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 2);
         CHECK_MSG(out[0] == '\0', "'%s' printed \"%s\" on stdout", bad[i], out);
         CHECK_MSG(strstr(last_stderr(), "gptq: error:") && strstr(last_stderr(), "usage: gptq tokenize"),
                   "'%s': %s", bad[i], last_stderr());
     }
     snprintf(cmd, sizeof(cmd), "%s tokenize %s --text ab --bogus 2>%s", g_bin, g_json, err);
-    run(out, sizeof(out), cmd);
+    test_run_cmd(out, sizeof(out), cmd);
     CHECK_MSG(strstr(last_stderr(), "unknown option '--bogus'") != NULL, "%s", last_stderr());
 
     snprintf(cmd, sizeof(cmd), "%s tokenize --help", g_bin);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK(strncmp(out, "usage: gptq tokenize", 20) == 0);
     snprintf(cmd, sizeof(cmd), "%s help tokenize", g_bin);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK(strncmp(out, "usage: gptq tokenize", 20) == 0);
     snprintf(cmd, sizeof(cmd), "%s --help", g_bin);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 0);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 0);
     CHECK_MSG(strstr(out, "\n  tokenize ") != NULL, "%s", out);
 }
 
@@ -377,27 +358,27 @@ static void test_cli_tokenize__runtime_errors(void)
         SKIP("GPTQ_BIN is not set (run through make test)");
     tmp_path(err, sizeof(err), "err");
     snprintf(cmd, sizeof(cmd), "%s tokenize %s/missing.json --text ab 2>%s", g_bin, g_dir, err);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 1);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 1);
     CHECK_MSG(strstr(last_stderr(), "gptq: error:") && strstr(last_stderr(), "missing.json"), "%s",
               last_stderr());
     snprintf(cmd, sizeof(cmd), "%s tokenize %s --file %s/missing.txt 2>%s", g_bin, g_json, g_dir, err);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 1);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 1);
     CHECK_MSG(strstr(last_stderr(), "gptq: error:") && strstr(last_stderr(), "missing.txt"), "%s",
               last_stderr());
     snprintf(cmd, sizeof(cmd), "%s tokenize %s --jsonl %s/missing.jsonl 2>%s", g_bin, g_json, g_dir, err);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 1);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 1);
     CHECK_MSG(strstr(last_stderr(), "missing.jsonl") != NULL, "%s", last_stderr());
 
     /* invalid UTF-8 is refused, not guessed at */
     CHECK(write_file(tmp_path(bad, sizeof(bad), "bad.txt"), invalid_utf8, strlen(invalid_utf8)) == 0);
     snprintf(cmd, sizeof(cmd), "%s tokenize %s --file %s 2>%s", g_bin, g_json, bad, err);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 1);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 1);
     CHECK_MSG(out[0] == '\0' && strstr(last_stderr(), "gptq: error:"), "%s / %s", out, last_stderr());
 
     /* a tokenizer.json that is not JSON */
     CHECK(write_file(tmp_path(badtok, sizeof(badtok), "broken.json"), "{\"model\": ", 10) == 0);
     snprintf(cmd, sizeof(cmd), "%s tokenize %s --text ab 2>%s", g_bin, badtok, err);
-    CHECK_EQ_INT(run(out, sizeof(out), cmd), 1);
+    CHECK_EQ_INT(test_run_cmd(out, sizeof(out), cmd), 1);
     CHECK_MSG(strstr(last_stderr(), "gptq: error:") != NULL, "%s", last_stderr());
     unlink(bad);
     unlink(badtok);
