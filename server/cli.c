@@ -886,6 +886,8 @@ done:
 
 static const struct command commands[] = {
     {"quantize", cmd_quantize, "GPTQ-quantize a model into a GPTQ checkpoint", quantize_usage},
+    {"download", cmd_download, "pin a Hub repo at a commit and fetch its model files into the cache",
+     download_usage},
     {"eval", cmd_eval, "perplexity of a model (float or GPTQ) on token blocks or texts", eval_usage},
     {"inspect", cmd_inspect, "what a checkpoint holds: quantization config, provenance, tensors", inspect_usage},
     {"tokenize", cmd_tokenize, "token ids of a text, as the model's tokenizer gives them", tokenize_usage},

@@ -29,9 +29,17 @@
 const char quantize_usage[] =
     "usage: gptq quantize SRC --out DIR (--calib FILE | --calib-ids FILE.i32) [options]\n"
     "\n"
-    "Quantize the model in SRC (a local Hugging Face directory: config.json,\n"
-    "safetensors, tokenizer.json) with GPTQ, layer by layer, and write a GPTQ\n"
-    "checkpoint to DIR (which must not exist; it appears only when complete).\n"
+    "Quantize the model SRC with GPTQ, layer by layer, and write a GPTQ checkpoint\n"
+    "to DIR (which must not exist; it appears only when complete).  SRC is a local\n"
+    "Hugging Face directory (config.json, safetensors, tokenizer.json) or, when no\n"
+    "such directory exists, a Hub repo id (org/name): pinned to its commit sha and\n"
+    "downloaded into the huggingface_hub cache first, as `gptq download` does (see\n"
+    "its --help for the HF_* environment); the sha is recorded as the source revision.\n"
+    "\n"
+    "Source (Hub repos only):\n"
+    "  --revision R         branch, tag or 40-hex commit (default main)\n"
+    "  --cache-dir DIR      the Hub cache (default $HF_HUB_CACHE or $HF_HOME/hub)\n"
+    "  --offline            use the cache only (also HF_HUB_OFFLINE=1)\n"
     "\n"
     "Quantization:\n"
     "  --bits N             2, 3, 4 or 8 (default 4)\n"
@@ -121,11 +129,13 @@ static int eval_ppl(double *ppl, const char *dir, const int32_t *ids, size_t n, 
 int cmd_quantize(int argc, char **argv)
 {
     const char *src = NULL, *out = NULL, *calib_path = NULL, *calib_ids = NULL, *dynamic_text = NULL;
-    const char *eval_path = NULL, *format = "gptq";
+    const char *eval_path = NULL, *format = "gptq", *revision = NULL, *cache_dir = NULL;
     size_t nsamples = 128, seqlen = 2048, eval_seqlen = 0, v;
     unsigned long long seed = 0, shard = 4000000000ull;
     double max_ratio = 0, ppl_before = NAN, ppl_after = NAN;
-    int json = 0, rc = 0, gate_failed = 0, seqlen_given = 0;
+    int json = 0, rc = 0, gate_failed = 0, seqlen_given = 0, offline = 0;
+    struct cli_source source;
+    char reason[32] = "";
     struct quantize_options opt;
     struct quantize_report rep;
     struct calib cal;
@@ -164,11 +174,17 @@ int cmd_quantize(int argc, char **argv)
             opt.true_sequential = 0, takes = 0;
         } else if (!strcmp(a, "--json")) {
             json = 1, takes = 0;
+        } else if (!strcmp(a, "--offline")) {
+            offline = 1, takes = 0;
         } else if (a[0] == '-' && a[1] && !val) {
             snprintf(what, sizeof(what), "%s needs a value (or is unknown)", gq_err_quote(q, sizeof(q), a));
             return cli_usage_error(quantize_usage, what);
         } else if (!strcmp(a, "--out")) {
             out = val;
+        } else if (!strcmp(a, "--revision")) {
+            revision = val;
+        } else if (!strcmp(a, "--cache-dir")) {
+            cache_dir = val;
         } else if (!strcmp(a, "--calib")) {
             calib_path = val;
         } else if (!strcmp(a, "--calib-ids")) {
@@ -258,8 +274,20 @@ int cmd_quantize(int argc, char **argv)
         return cli_usage_error(quantize_usage, "--max-ppl-ratio needs --eval-blocks");
     opt.format = !strcmp(format, "gptq_v2") ? PACK_GPTQ_V2 : PACK_GPTQ;
     opt.shard_bytes = shard;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    if ((rc = cli_source_open(&source, src, revision, cache_dir, offline, json, &interrupted, reason,
+                              sizeof(reason), &e)) < 0) {
+        if (reason[0])
+            gq_err_prefix(&e, "%s", reason);
+        goto done;
+    }
     opt.source_model_id = src;
-    opt.source_revision = "local";
+    opt.source_revision = source.revision;
+    src = source.dir;
 
     if (dynamic_text) {
         if ((rc = gq_json_parse(&dynj, dynamic_text, strlen(dynamic_text), &e)) < 0 ||
@@ -299,10 +327,6 @@ int cmd_quantize(int argc, char **argv)
     if (!json)
         fprintf(stderr, "gptq: calibration %zu x %zu tokens (sha256 %.16s...)\n", cal.nsamples, cal.seqlen, cal.sha256);
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
     rc = quantize_model(&rep, src, out, &cal, &opt, on_progress, &ps, &interrupted, &e);
     if (rc < 0)
         goto done;
