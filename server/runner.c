@@ -158,19 +158,28 @@ static void progress(struct run *r, const char *stage, int layer, int layers, do
         gq_log(GQ_LOG_WARN, "job %s: cannot record progress: %s", r->job->id, e.msg);
 }
 
-static int stage(struct run *r, enum job_status s, double lo, double hi, gq_err *e)
-{
-    int rc = store_job_transition(r->env->st, r->job->id, s, NULL, NULL, e);
-    r->lo = lo, r->hi = hi;
-    r->last_layer = -1;
-    if (rc == 0)
-        progress(r, job_status_name(s), -1, -1, 0, -1, 1);
-    return rc;
-}
+static long test_delay_ms(void);
 
 static int is_cancelled(const struct run *r)
 {
     return atomic_load(r->cancel);
+}
+
+/* Enter a stage; a cancellation raised meanwhile ends the job here (every stage is a boundary). */
+static int stage(struct run *r, enum job_status s, double lo, double hi, gq_err *e)
+{
+    int rc = store_job_transition(r->env->st, r->job->id, s, NULL, NULL, e);
+    long delay = test_delay_ms();
+    r->lo = lo, r->hi = hi;
+    r->last_layer = -1;
+    if (rc < 0)
+        return rc;
+    progress(r, job_status_name(s), -1, -1, 0, -1, 1);
+    if (delay > 0)
+        usleep((useconds_t)delay * 10000);   /* the test hook: each stage lasts long enough to cancel */
+    if (is_cancelled(r))
+        return GQ_FAIL(e, GQ_ECANCELED, "cancelled while %s", job_status_name(s));
+    return 0;
 }
 
 static void on_hub_progress(void *payload, uint64_t done, uint64_t total, const char *file)

@@ -762,6 +762,38 @@ static void test_daemon__cancel_queued_downloading_and_quantizing(void)
     }
 }
 
+/* calibrating, writing and evaluating last milliseconds; the test hook stretches each stage to 10 x 60 ms */
+static void test_daemon__cancel_while_calibrating_writing_evaluating(void)
+{
+    static const char *const stages[] = {"calibrating", "writing", "evaluating"};
+    char *body = job_body("local:tiny-llama", 4, "\"priority\": 500, \"eval\": {\"token_ids\": [1,2,3,4,5,6,7,8,9,10,"
+                          "11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40]}");
+    for (int i = 0; i < 3; i++) {
+        char id[32], path[128], st[16];
+        struct reply r;
+        long code;
+        CHECK_EQ_INT(submit(id, sizeof(id), &g_d, body), 201);
+        CHECK_MSG(wait_status(&g_d, id, stages[i], 30), "never saw %s", stages[i]);
+        snprintf(path, sizeof(path), "/v1/jobs/%s/cancel", id);
+        code = http(&r, &g_d, "POST", path, NULL, NULL);
+        CHECK_MSG(code == 202, "%s: cancel answered %ld", stages[i], code);
+        reply_free(&r);
+        wait_job(st, sizeof(st), &g_d, id, 30);
+        CHECK_MSG(!strcmp(st, "cancelled"), "%s: ended %s", stages[i], st);
+        snprintf(path, sizeof(path), "/v1/jobs/%s", id);
+        http(&r, &g_d, "GET", path, NULL, NULL);
+        CHECK(r.json && strstr(jstr(r.json, "error.message"), "cancelled"));
+        reply_free(&r);
+        {
+            char work[512];
+            struct stat sb;
+            snprintf(work, sizeof(work), "%s/data/work/%s", g_d.dir, id);
+            CHECK(stat(work, &sb) < 0);
+        }
+    }
+    free(body);
+}
+
 struct submitter {
     int from, count;
     char ids[40][32];
@@ -1183,6 +1215,7 @@ int main(void)
     RUN(test_daemon__list_filters_and_pagination);
     RUN(test_daemon__delete_only_finished_jobs);
     RUN(test_daemon__cancel_queued_downloading_and_quantizing);
+    RUN(test_daemon__cancel_while_calibrating_writing_evaluating);
     RUN(test_daemon__50_pollers_while_a_job_runs);
     RUN(test_daemon__200_concurrent_submissions);
     CHECK(daemon_stop(&g_d, SIGTERM, NULL) == 0);
