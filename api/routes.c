@@ -162,7 +162,7 @@ static const struct route *find(const char *method, const char *path, char *buf,
     if (allow)
         allow[0] = '\0';
     for (size_t i = 0; i < NROUTES; i++) {
-        const char *tmp[API_MAX_PARAMS];
+        const char *tmp[API_MAX_PARAMS] = {0};
         if (!match(routes[i].pattern, path, buf, cap, tmp))
             continue;
         *path_matched = 1;
