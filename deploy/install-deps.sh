@@ -23,6 +23,10 @@ PACKAGES=(
     # test-only: the libFuzzer targets in tests/fuzz (run by make test / CI)
     clang
     libclang-rt-14-dev
+    # test-only: the browser for the dashboard test (tests/web_dashboard.sh, via npm playwright-core)
+    chromium
+    # test-only: systemd-analyze, for deploy/check-unit.sh (verifies deploy/gptqd.service)
+    systemd
 )
 
 force=0
