@@ -166,22 +166,6 @@ done:
     return st;
 }
 
-/* Members a store-filled job has that prepare() allocated (job_free frees them, not the struct). */
-static void job_clear(struct job *j)
-{
-    free(j->model);
-    free(j->revision);
-    free(j->source_revision);
-    free(j->spec);
-    free(j->labels);
-    free(j->callback_url);
-    free(j->idempotency_key);
-    free(j->error_code);
-    free(j->error_message);
-    free(j->stage);
-    memset(j, 0, sizeof(*j));
-}
-
 static int check_idem(const struct api_req *rq, struct api_resp *rs)
 {
     const char *k = rq->idempotency_key;

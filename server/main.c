@@ -35,24 +35,6 @@
 #include "store.h"
 #include "webhook.h"
 
-static int mkdirs(const char *path)
-{
-    char buf[4300];
-    size_t n = strlen(path);
-    if (n >= sizeof(buf))
-        return -1;
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++)
-        if (buf[i] == '/' || buf[i] == '\0') {
-            char c = buf[i];
-            buf[i] = '\0';
-            if (mkdir(buf, 0750) < 0 && errno != EEXIST)
-                return -1;
-            buf[i] = c;
-        }
-    return 0;
-}
-
 static int parent_dir(const char *path)
 {
     char buf[4300];
@@ -61,7 +43,7 @@ static int parent_dir(const char *path)
     if (!(slash = strrchr(buf, '/')) || slash == buf)
         return 0;
     *slash = '\0';
-    return mkdirs(buf);
+    return runner_mkdirs(buf, 0750);
 }
 
 /* Remove every entry of dir (the directory stays). */
@@ -149,7 +131,8 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (mkdirs(cfg.data_dir) < 0 || mkdirs(cfg.artifacts_dir) < 0 || mkdirs(cfg.work_dir) < 0 ||
+    if (runner_mkdirs(cfg.data_dir, 0750) < 0 || runner_mkdirs(cfg.artifacts_dir, 0750) < 0 ||
+        runner_mkdirs(cfg.work_dir, 0750) < 0 ||
         parent_dir(cfg.db_path) < 0) {
         gq_log(GQ_LOG_ERROR, "cannot create the data directories under %s: %s", cfg.data_dir, strerror(errno));
         goto done;

@@ -82,7 +82,7 @@ int runner_rmtree(const char *path)
     return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static int mkdir_p(const char *path)
+int runner_mkdirs(const char *path, mode_t mode)
 {
     char buf[4300];
     size_t n = strlen(path);
@@ -93,7 +93,7 @@ static int mkdir_p(const char *path)
         if (buf[i] == '/' || buf[i] == '\0') {
             char c = buf[i];
             buf[i] = '\0';
-            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            if (mkdir(buf, mode) < 0 && errno != EEXIST)
                 return -1;
             buf[i] = c;
         }
@@ -635,7 +635,7 @@ void runner_run(const struct runner_env *env, const struct job *j, const atomic_
     if (ev && cJSON_IsNull(ev))
         ev = NULL;
     runner_rmtree(work);
-    if (mkdir_p(work) < 0) {
+    if (runner_mkdirs(work, 0755) < 0) {
         rc = GQ_FAIL(&e, GQ_EIO, "cannot create %s: %s", work, strerror(errno));
         goto done;
     }
@@ -722,7 +722,7 @@ void runner_run(const struct runner_env *env, const struct job *j, const atomic_
         goto done;
     for (size_t i = 0; i < nfiles; i++)
         bytes += files[i].size;
-    if (mkdir_p(cfg->artifacts_dir) < 0 || runner_rmtree(art) < 0 || rename(out, art) < 0) {
+    if (runner_mkdirs(cfg->artifacts_dir, 0755) < 0 || runner_rmtree(art) < 0 || rename(out, art) < 0) {
         rc = GQ_FAIL(&e, GQ_EIO, "cannot move the checkpoint to %s: %s", art, strerror(errno));
         goto done;
     }

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "err.h"
 #include "store.h"
@@ -36,6 +37,9 @@ struct runner_env {
  */
 void runner_run(const struct runner_env *env, const struct job *j, const atomic_bool *cancel,
                 const atomic_bool *shutdown);
+
+/* mkdir -p with this mode for the directories it creates. 0 or -1 (errno). */
+int runner_mkdirs(const char *path, mode_t mode);
 
 /* Remove a directory tree (no error when missing). 0 or -1. */
 int runner_rmtree(const char *path);

@@ -172,9 +172,8 @@ int64_t store_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void job_clear(void *p)
+void job_clear(struct job *j)
 {
-    struct job *j = p;
     free(j->model);
     free(j->revision);
     free(j->source_revision);
@@ -186,6 +185,11 @@ static void job_clear(void *p)
     free(j->error_message);
     free(j->stage);
     memset(j, 0, sizeof(*j));
+}
+
+static void job_clear_any(void *p)
+{
+    job_clear(p);
 }
 
 static void event_clear(void *p)
@@ -986,7 +990,7 @@ int store_jobs_list(struct job **out, size_t *n, int *more, store *s, const stru
     bind_text(s, st, 4, f->label_key);
     bind_text(s, st, 5, f->label_value);
     bind_i64(s, st, 6, (int64_t)f->limit + 1);   /* one more than asked: is there a next page? */
-    return collect(out, n, more, s, st, f->limit, sizeof(**out), job_from_row, job_clear, e);
+    return collect(out, n, more, s, st, f->limit, sizeof(**out), job_from_row, job_clear_any, e);
 }
 
 static int claim_tx(struct job **out, store *s, int64_t mem_free, int64_t now, gq_err *e)

@@ -72,6 +72,8 @@ struct job {
 };
 
 void job_free(struct job *j);
+/* Free a job's strings (plain free(): callers fill jobs for store_jobs_insert with malloc'd strings) and zero it. */
+void job_clear(struct job *j);
 void job_array_free(struct job *jobs, size_t n);   /* frees the members and the array */
 
 /*
