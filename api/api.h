@@ -108,6 +108,9 @@ size_t api_route_max_body(const char *method, const char *path, const struct api
 /* Does the route need a bearer token when tokens are configured? (/v1/ routes) */
 int api_route_needs_auth(const char *path);
 
+/* An RFC 3339 UTC time with milliseconds ("2026-01-02T03:04:05.678Z"), JSON null for ms <= 0. */
+cJSON *api_time_json(int64_t ms);
+
 /* A job as the API shows it (spec summarised: texts are counted, not echoed). NULL on OOM. */
 cJSON *api_job_json(const struct job *j);
 

@@ -494,14 +494,8 @@ int api_jobs_events(const struct api_req *rq, struct api_resp *rs)
     arr = cJSON_AddArrayToObject(out, "events");
     for (size_t i = 0; arr && i < n; i++) {
         cJSON *o = cJSON_CreateObject(), *d = ev[i].data ? cJSON_Parse(ev[i].data) : NULL;
-        char ts[80];
-        time_t t = (time_t)(ev[i].ts_ms / 1000);
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                 tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ev[i].ts_ms % 1000));
         cJSON_AddNumberToObject(o, "seq", (double)ev[i].seq);
-        cJSON_AddStringToObject(o, "time", ts);
+        cJSON_AddItemToObject(o, "time", api_time_json(ev[i].ts_ms));
         cJSON_AddStringToObject(o, "kind", ev[i].kind);
         cJSON_AddStringToObject(o, "level", ev[i].level);
         cJSON_AddStringToObject(o, "message", ev[i].message ? ev[i].message : "");

@@ -217,7 +217,7 @@ int api_dispatch(const struct api_req *rq, struct api_resp *rs)
 
 /* ---- the job as the API shows it ---- */
 
-static cJSON *time_json(int64_t ms)
+cJSON *api_time_json(int64_t ms)
 {
     char buf[80];
     time_t t = (time_t)(ms / 1000);
@@ -292,10 +292,10 @@ cJSON *api_job_json(const struct job *j)
     cJSON_AddNumberToObject(p, "fraction", j->fraction);
     cJSON_AddItemToObject(p, "eta_seconds", j->eta_seconds >= 0 ? cJSON_CreateNumber(j->eta_seconds)
                                                                 : cJSON_CreateNull());
-    cJSON_AddItemToObject(o, "created_at", time_json(j->created_ms));
-    cJSON_AddItemToObject(o, "started_at", time_json(j->started_ms));
-    cJSON_AddItemToObject(o, "finished_at", time_json(j->finished_ms));
-    cJSON_AddItemToObject(o, "updated_at", time_json(j->updated_ms));
+    cJSON_AddItemToObject(o, "created_at", api_time_json(j->created_ms));
+    cJSON_AddItemToObject(o, "started_at", api_time_json(j->started_ms));
+    cJSON_AddItemToObject(o, "finished_at", api_time_json(j->finished_ms));
+    cJSON_AddItemToObject(o, "updated_at", api_time_json(j->updated_ms));
     cJSON_AddNumberToObject(o, "attempts", j->attempts);
     cJSON_AddBoolToObject(o, "cancel_requested", j->cancel_requested);
     if (j->error_code) {
