@@ -115,7 +115,7 @@ $(BUILD)/bench/%: tests/bench/%.c $(TLIB_OBJ) $(SRV_OBJ) $(ENGINE)
 # the tests that need them skip, visibly, when it cannot.
 test: $(TEST_BIN) $(GPTQ_BIN) $(GPTQD_BIN) $(FAKEHUB_BIN)
 	@tests/tokenizer/npm-setup.sh > /dev/null || true
-	@GPTQ_BIN=$(abspath $(GPTQ_BIN)) GPTQD_BIN=$(abspath $(GPTQD_BIN)) FAKEHUB_BIN=$(abspath $(FAKEHUB_BIN)) tests/run.sh $(TEST_BIN) tests/tokenizer_diff.sh tests/web_dashboard.sh tests/demo_test.sh deploy/check-unit.sh
+	@GPTQ_BIN=$(abspath $(GPTQ_BIN)) GPTQD_BIN=$(abspath $(GPTQD_BIN)) FAKEHUB_BIN=$(abspath $(FAKEHUB_BIN)) tests/run.sh $(TEST_BIN) tests/tokenizer_diff.sh tests/web_dashboard.sh tests/demo_test.sh tests/deploy_check.sh deploy/check-unit.sh
 
 asan:
 	$(MAKE) BUILD=build/asan OPT="-O1 -fno-omit-frame-pointer" CORE_OPT= \

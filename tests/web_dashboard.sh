@@ -11,8 +11,8 @@
 # perplexity, downloads, events), cancel, pagination, and the token prompt.
 # The job page's screenshot is left in build/dashboard.png.
 #
-# playwright-core is installed into build/npm-web (npm, never a browser
-# download: PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1) and reused after that.
+# playwright-core is installed into build/npm-web by tests/tools/npm-get.sh
+# (npm, never a browser download) and reused after that.
 # Without the binaries, chromium, node, npm or the npm registry it says
 # "skip: <why>" and counts one skip: visible, never a pass.
 #
@@ -51,33 +51,8 @@ command -v node >/dev/null 2>&1 || skip "node is not installed"
 command -v timeout >/dev/null 2>&1 || skip "timeout(1) is not installed"
 
 # ---- playwright-core under build/npm-web ----
-prefix="$root/build/npm-web"
-modules="$prefix/node_modules"
-have_playwright() {
-    node -e '
-        const p = require(process.argv[1] + "/playwright-core/package.json");
-        if (p.version !== process.argv[2]) process.exit(3);
-        require(process.argv[1] + "/playwright-core");
-    ' "$modules" "$PLAYWRIGHT_VERSION" >/dev/null 2>&1
-}
-if ! have_playwright; then
-    command -v npm >/dev/null 2>&1 || skip "npm is not installed (needed for playwright-core@$PLAYWRIGHT_VERSION)"
-    mkdir -p "$prefix" || skip "cannot create $prefix"
-    exec 9>"$prefix/.lock"
-    command -v flock >/dev/null 2>&1 && flock -w "${NPM_SETUP_TIMEOUT:-180}" 9
-    if ! have_playwright; then
-        [ -f "$prefix/package.json" ] || echo '{"private": true}' >"$prefix/package.json"
-        say "installing playwright-core@$PLAYWRIGHT_VERSION into $prefix"
-        if ! PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout "${NPM_SETUP_TIMEOUT:-180}" \
-            npm install --prefix "$prefix" --no-audit --no-fund --no-save --fetch-retries=1 \
-            --fetch-timeout=30000 "playwright-core@$PLAYWRIGHT_VERSION" >"$prefix/install.log" 2>&1; then
-            reason=$(grep -m1 -E 'npm (ERR!|error) (code|network|request)' "$prefix/install.log")
-            skip "npm install playwright-core@$PLAYWRIGHT_VERSION failed${reason:+ ($reason)}; see $prefix/install.log"
-        fi
-        have_playwright || skip "playwright-core@$PLAYWRIGHT_VERSION installed in $modules but does not load"
-    fi
-    exec 9>&-
-fi
+modules=$(tests/tools/npm-get.sh "$root/build/npm-web" "playwright-core@$PLAYWRIGHT_VERSION" 2>"$root/build/npm-web.err") ||
+    skip "$(tail -n 1 "$root/build/npm-web.err")"
 
 # ---- the servers ----
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/web-dashboard.XXXXXX") || exit 1
