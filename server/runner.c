@@ -598,7 +598,8 @@ void runner_run(const struct runner_env *env, const struct job *j, const atomic_
 {
     const struct daemon_config *cfg = env->cfg;
     struct run r;
-    gq_err e = GQ_ERR_INIT;
+    gq_err e = GQ_ERR_INIT, e2 = GQ_ERR_INIT;
+    int requeued = 0;
     cJSON *spec = NULL, *meta = NULL;
     const cJSON *q, *c, *ev, *outp;
     char model_dir[4400], sha[64] = "", work[4400], out[4500], art[4400], calib_source[160];
@@ -817,15 +818,15 @@ done:
         snprintf(msg, sizeof(msg), "perplexity gate failed: %.4f / %.4f = %.4f > %.4f (the artifact is kept)",
                  ppl_after, ppl_before, ppl_after / ppl_before, max_ratio);
         finish(&r, JOB_FAILED, "gate_failed", msg, t0);
-    } else if (e.code == GQ_ECANCELED && atomic_load(shutdown)) {
-        gq_err e2 = GQ_ERR_INIT;
+    } else if (e.code == GQ_ECANCELED && atomic_load(shutdown) &&
+               (requeued = store_job_requeue(env->st, j->id, &e2)) != 1) {
         if (!stored)
             runner_rmtree(art);
-        if (store_job_requeue(env->st, j->id, &e2) < 0)
+        if (requeued < 0)
             gq_log(GQ_LOG_ERROR, "job %s: cannot re-queue it: %s", j->id, e2.msg);
         else
             gq_log(GQ_LOG_INFO, "job %s re-queued by shutdown", j->id);
-    } else if (e.code == GQ_ECANCELED) {
+    } else if (e.code == GQ_ECANCELED) {   /* by request (also one made during the drain) */
         if (!stored)
             runner_rmtree(art);
         finish(&r, JOB_CANCELLED, "cancelled", "cancelled by request", t0);

@@ -100,7 +100,8 @@ static const char *const sql[ST_N] = {
         "eta_seconds = NULL, error_code = NULL, error_message = NULL, cancel_requested = 0, "
         "attempts = MAX(attempts + ?2, 0), updated_ms = ?3 WHERE seq = ?1",
     [ST_JOB_DELETE] = "DELETE FROM jobs WHERE seq = ?1",
-    [ST_RUNNING_JOBS] = "SELECT seq, id, status, attempts FROM jobs WHERE status IN " RUNNING_IN " ORDER BY seq",
+    [ST_RUNNING_JOBS] =
+        "SELECT seq, id, status, attempts, cancel_requested FROM jobs WHERE status IN " RUNNING_IN " ORDER BY seq",
     [ST_COUNTS] = "SELECT status, count(*) FROM jobs GROUP BY status",
     [ST_EVENT_ADD] =
         "INSERT INTO job_events (job_seq, ts_ms, kind, level, message, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -1197,7 +1198,12 @@ static int requeue_tx(store *s, const char *id, int64_t now, gq_err *e)
     int64_t seq;
     enum job_status from;
     int rc;
-    if ((rc = running_lookup(&seq, &from, s, id, e)) < 0 || (rc = requeue_row(s, seq, -1, now, e)) < 0)
+    int cancel = 0;
+    if ((rc = running_lookup(&seq, &from, s, id, e)) < 0 || (rc = store_job_cancel_requested(&cancel, s, id, e)) < 0)
+        return rc;
+    if (cancel)
+        return 1;   /* the caller finishes it as cancelled: the user's request outlives the drain */
+    if ((rc = requeue_row(s, seq, -1, now, e)) < 0)
         return rc;
     return state_event(s, seq, now, from, JOB_QUEUED, "requeued (stopped by shutdown)", e);
 }
@@ -1239,6 +1245,7 @@ struct running_row {
     char id[24];
     enum job_status status;
     int attempts;
+    int cancel_requested;
 };
 
 static int running_from_row(void *dst, sqlite3_stmt *st, gq_err *e)
@@ -1250,6 +1257,7 @@ static int running_from_row(void *dst, sqlite3_stmt *st, gq_err *e)
     col_copy(r->id, sizeof(r->id), st, 1);
     r->status = status < 0 ? JOB_DOWNLOADING : (enum job_status)status;
     r->attempts = sqlite3_column_int(st, 3);
+    r->cancel_requested = sqlite3_column_int(st, 4) != 0;
     return 0;
 }
 
@@ -1265,7 +1273,13 @@ static int recover_tx(struct running_row **rows_out, size_t *n_out, store *s, in
         return rc;
     for (size_t i = 0; i < n; i++) {
         const struct running_row *r = &v[i];
-        if (r->attempts < max_attempts) {
+        if (r->cancel_requested) {
+            /* cancelled while running, then the daemon died: honour the request */
+            snprintf(detail, sizeof(detail), "cancelled by request (the run was interrupted by a restart)");
+            if ((rc = set_status(s, r->seq, JOB_CANCELLED, now, "cancelled", detail, e)) < 0 ||
+                (rc = state_event(s, r->seq, now, r->status, JOB_CANCELLED, detail, e)) < 0)
+                goto done;
+        } else if (r->attempts < max_attempts) {
             snprintf(detail, sizeof(detail), "recovered after a restart (attempt %d of %d was interrupted)",
                      r->attempts, max_attempts);
             if ((rc = requeue_row(s, r->seq, 0, now, e)) < 0 ||

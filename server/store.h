@@ -202,7 +202,9 @@ int store_job_cancel_requested(int *out, store *s, const char *id, gq_err *e);
 /*
  * Put a running job back in the queue (a worker stopped by shutdown): status
  * queued, progress cleared, attempts - 1 (an interrupted drain is not an
- * attempt), a state event.  GQ_ECONFLICT unless running.
+ * attempt), a state event; 0.  When a cancel was requested it changes
+ * nothing and returns 1: the caller finishes the job as cancelled.
+ * GQ_ECONFLICT unless running.
  */
 int store_job_requeue(store *s, const char *id, gq_err *e);
 

@@ -972,6 +972,60 @@ static void test_store__delete_cascades(void)
     db_remove(path);
 }
 
+/* A cancel requested while a job runs is not lost when a drain or a crash
+ * interrupts the run: requeue declines (1), recovery cancels. */
+static void test_store__cancel_survives_interruption(void)
+{
+    store *s = open_mem();
+    gq_err e = GQ_ERR_INIT;
+    char a[24], b[24], got[24], msgs[1024], (*touched)[24] = NULL;
+    enum job_status st;
+    struct job *j = NULL;
+    size_t n = 0;
+    int rc, flag = 0;
+
+    if (!s)
+        return;
+    insert1(s, "org/a", 10, 0, NULL, a);
+    insert1(s, "org/b", 5, 0, NULL, b);
+    claim_id(got, s, -1, &rc);
+    CHECK_STR(got, a);
+    CHECK_OK(store_job_transition(s, a, JOB_QUANTIZING, NULL, NULL, &e), &e);
+    CHECK_OK(store_job_cancel(s, a, &st, &e), &e);
+    CHECK_OK(store_job_cancel_requested(&flag, s, a, &e), &e);
+    CHECK_EQ_INT(flag, 1);
+    /* the drain: requeue declines and leaves the job as it was */
+    CHECK_EQ_INT(store_job_requeue(s, a, &e), 1);
+    CHECK_OK(store_job_get(&j, s, a, &e), &e);
+    if (j) {
+        CHECK_EQ_INT(j->status, JOB_QUANTIZING);
+        CHECK_EQ_INT(j->cancel_requested, 1);
+    }
+    job_free(j);
+    j = NULL;
+    CHECK_OK(store_job_transition(s, a, JOB_CANCELLED, "cancelled", "cancelled by request", &e), &e);
+
+    /* a crash: recovery cancels the job whose cancel was requested */
+    claim_id(got, s, -1, &rc);
+    CHECK_STR(got, b);
+    CHECK_OK(store_job_cancel(s, b, &st, &e), &e);
+    CHECK_OK(store_recover(&touched, &n, s, 3, &e), &e);
+    CHECK_EQ_INT(n, 1);
+    free(touched);
+    CHECK_OK(store_job_get(&j, s, b, &e), &e);
+    if (j) {
+        CHECK_EQ_INT(j->status, JOB_CANCELLED);
+        CHECK_STR(j->error_code, "cancelled");
+        CHECK(j->finished_ms > 0);
+    }
+    job_free(j);
+    event_messages(msgs, sizeof(msgs), s, b);
+    CHECK_HAS(msgs, "|downloading -> cancelled: cancelled by request (the run was interrupted by a restart)");
+    claim_id(got, s, -1, &rc);
+    CHECK_EQ_INT(rc, GQ_ENOTFOUND);   /* neither went back to the queue */
+    CHECK_EQ_INT(store_close(s), 0);
+}
+
 static void test_store__recover(void)
 {
     store *s = open_mem();
@@ -1447,6 +1501,7 @@ int main(void)
     RUN(test_store__requeue);
     RUN(test_store__delete_cascades);
     RUN(test_store__recover);
+    RUN(test_store__cancel_survives_interruption);
     RUN(test_store__events);
     RUN(test_store__artifacts);
     RUN(test_store__webhooks);
