@@ -4,6 +4,7 @@
  * error; defaults filled in so the stored spec says exactly what will run.
  */
 #include <ctype.h>
+#include <curl/curl.h>
 #include <limits.h>
 #include <math.h>
 #include <openssl/evp.h>
@@ -17,6 +18,7 @@
 #include "hub.h"
 #include "json.h"
 #include "jobspec.h"
+#include "webhook.h"
 
 #define MAX_TEXTS 100000
 #define MAX_TOKEN_IDS 50000000
@@ -192,6 +194,32 @@ static int valid_name(const char *s, size_t max)
 static int add(cJSON *o, const char *k, cJSON *v)
 {
     return v && cJSON_AddItemToObject(o, k, v) ? 0 : -1;
+}
+
+/*
+ * The callback URL's host, parsed by libcurl as delivery will: a loopback,
+ * private or link-local literal (or a localhost name) is refused now unless
+ * allowed; other names are checked again when a delivery resolves them.
+ */
+static int check_callback_host(struct ctx *c, const char *url, int allow_private)
+{
+    CURLU *u = curl_url();
+    char *host = NULL;
+    int rc = 0;
+
+    if (!u)
+        return GQ_FAIL(c->e, GQ_ENOMEM, "out of memory");
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK || curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+        !host || !*host)
+        rc = bad(c, "callback_url", "is not a valid URL (no host)");
+    else if (!allow_private && webhook_host_private(host))
+        rc = bad(c, "callback_url",
+                 "names a loopback, private or link-local address (%.80s); gptqd refuses those unless it is "
+                 "started with --webhook-private",
+                 host);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return rc;
 }
 
 int jobspec_parse(cJSON **spec, const cJSON *body, const struct daemon_config *cfg, char *field, size_t cap,
@@ -409,6 +437,8 @@ int jobspec_parse(cJSON **spec, const cJSON *body, const struct daemon_config *c
         if ((strncmp(v->valuestring, "http://", 7) && strncmp(v->valuestring, "https://", 8)) ||
             strlen(v->valuestring) > 2048 || strpbrk(v->valuestring, " \r\n\t"))
             return bad(&c, "callback_url", "must be an http:// or https:// URL of at most 2048 bytes");
+        if ((rc = check_callback_host(&c, v->valuestring, cfg && cfg->webhook_private)) < 0)
+            return rc;
     }
 
     /* the canonical spec */

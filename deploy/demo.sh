@@ -181,26 +181,31 @@ echo "  -> $code, job $id ($(jq -r .status <<<"$job"))"
 echo
 
 # ---- progress ----
+# one curl and one jq per look, twice a second: on a small machine the poller
+# must not take CPU from the job it watches
 tty=0
 [ -t 1 ] && tty=1
-start=$(date +%s.%N)
+start=$EPOCHREALTIME
 last=
 status=
-deadline=$(($(date +%s) + timeout_s))
+deadline=$((SECONDS + timeout_s))
 while :; do
     api GET "/v1/jobs/$id" || die "gptqd stopped answering (its log: $dir/gptqd.log)"
     cur=$resp
     [ "$code" = 200 ] || die "GET /v1/jobs/$id answered $code: $cur"
-    line=$(jq -r --argjson t0 "$start" --arg now "$(date +%s.%N)" '
+    {
+        read -r status
+        read -r key
+        IFS= read -r line
+    } < <(jq -r --argjson t0 "$start" --argjson now "$EPOCHREALTIME" '
         (.progress.fraction // 0) as $f
         | ($f * 30 | floor) as $n
-        | "[\(($now | tonumber) - $t0 | . * 10 | floor / 10 | tostring | .[0:6])s] "
+        | .status, "\(.status) \(.progress.layer)",
+          "[\($now - $t0 | . * 10 | floor / 10)s] "
           + "\("#" * $n // "")\("." * (30 - $n) // "") \($f * 100 | floor)% "
           + "\(.status)"
           + (if .progress.layer != null then " layer \(.progress.layer + 1)/\(.progress.layers_total)" else "" end)
           + (if .progress.eta_seconds != null then ", eta \(.progress.eta_seconds | . * 10 | floor / 10)s" else "" end)' <<<"$cur")
-    status=$(jq -r .status <<<"$cur")
-    key=$(jq -r '"\(.status) \(.progress.layer)"' <<<"$cur")
     if [ "$tty" = 1 ]; then
         printf '\r\033[K%s' "$line"
     elif [ "$key" != "$last" ]; then
@@ -208,12 +213,12 @@ while :; do
     fi
     last=$key
     case "$status" in succeeded | failed | cancelled) break ;; esac
-    if [ "$(date +%s)" -ge "$deadline" ]; then
+    if [ "$SECONDS" -ge "$deadline" ]; then
         echo
         echo "demo: job $id is still $status after ${timeout_s}s; giving up" >&2
         exit 1
     fi
-    sleep 0.2
+    sleep 0.5
 done
 [ "$tty" = 1 ] && echo
 

@@ -179,8 +179,14 @@ int main(int argc, char **argv)
         goto done;
     }
     {
-        struct webhook_config wc = {cfg.db_path, cfg.webhook_secret, cfg.webhook_attempts, cfg.webhook_backoff_ms,
-                                    600000, 10000, m};
+        struct webhook_config wc = {.db_path = cfg.db_path,
+                                    .secret = cfg.webhook_secret,
+                                    .allow_private = cfg.webhook_private,
+                                    .max_attempts = cfg.webhook_attempts,
+                                    .backoff_ms = cfg.webhook_backoff_ms,
+                                    .backoff_max_ms = 600000,
+                                    .timeout_ms = 10000,
+                                    .metrics = m};
         if (webhook_start(&wh, &wc, &e) < 0) {
             gq_log(GQ_LOG_ERROR, "webhooks: %s", e.msg);
             goto done;

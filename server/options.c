@@ -47,6 +47,7 @@ static const struct opt opts[] = {
     {"--webhook-secret", "GPTQD_WEBHOOK_SECRET", OPT_STR, 0, 0, "", S(webhook_secret)},
     {"--webhook-attempts", "GPTQD_WEBHOOK_ATTEMPTS", OPT_INT, 1, 100, "8", F(webhook_attempts), 0},
     {"--webhook-backoff-ms", "GPTQD_WEBHOOK_BACKOFF_MS", OPT_LONG, 1, 3600000, "1000", F(webhook_backoff_ms), 0},
+    {"--webhook-private", "GPTQD_WEBHOOK_PRIVATE", OPT_BOOL, 0, 1, "0", F(webhook_private), 0},
     {"--hub-offline", "GPTQD_HUB_OFFLINE", OPT_BOOL, 0, 1, "0", F(hub_offline), 0},
     {"--hub-connect-timeout-ms", "GPTQD_HUB_CONNECT_TIMEOUT_MS", OPT_LONG, 1, 600000, "10000",
      F(hub_connect_timeout_ms), 0},
@@ -85,6 +86,8 @@ const char options_usage[] =
     "  --webhook-secret S         GPTQD_WEBHOOK_SECRET: sign webhooks (HMAC-SHA256)\n"
     "  --webhook-attempts N       GPTQD_WEBHOOK_ATTEMPTS (8)\n"
     "  --webhook-backoff-ms MS    GPTQD_WEBHOOK_BACKOFF_MS (1000), doubling up to 10 min\n"
+    "  --webhook-private          GPTQD_WEBHOOK_PRIVATE: let callback_url reach loopback,\n"
+    "                             private and link-local addresses (refused by default)\n"
     "  --http-threads N           GPTQD_HTTP_THREADS (4)\n"
     "  --connection-timeout S     GPTQD_CONNECTION_TIMEOUT (30): idle connections closed\n"
     "  --max-connections N        GPTQD_MAX_CONNECTIONS (1024)\n"

@@ -37,6 +37,7 @@ struct daemon_config {
     char webhook_secret[512];   /* "" = unsigned webhooks */
     int webhook_attempts;
     long webhook_backoff_ms;
+    int webhook_private;        /* webhooks may reach loopback/private/link-local addresses */
     int hub_offline;            /* GPTQD_HUB_OFFLINE or HF_HUB_OFFLINE */
     long hub_connect_timeout_ms;
     long hub_stall_timeout_ms;

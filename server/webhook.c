@@ -32,11 +32,21 @@
  * do not see synchronised retries.  The secret never appears in a log
  * line or a stored error, and neither does the callback URL (it may carry
  * a token in its query); deliveries are named by sequence number and job.
+ *
+ * Unless allow_private is set, a POST never connects to a loopback,
+ * private, link-local (cloud metadata), carrier-grade NAT, multicast or
+ * reserved address: the check runs in curl's socket hook on every address
+ * after DNS resolution, so a public name pointing inside (or re-pointed
+ * there after submission) is refused as well.  A refusal is final, not
+ * retried.  Behind an HTTP proxy (curl honours http_proxy) the address
+ * checked is the proxy's.
  */
 #include "webhook.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <inttypes.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -46,6 +56,8 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "json.h"
@@ -76,6 +88,8 @@ struct webhook_sender {
 
     char *db_path;
     char *secret;                /* NULL when unsigned */
+    int allow_private;           /* connect to loopback/private/link-local addresses too */
+    char refused[INET6_ADDRSTRLEN];   /* the sender thread: the address the last POST refused */
     int max_attempts;
     long backoff_ms, backoff_max_ms, timeout_ms;
     metrics *metrics;
@@ -123,7 +137,91 @@ done:
 
 /* ---- one POST ---- */
 
-enum post_result { POST_OK, POST_FAILED, POST_STOPPED };
+enum post_result { POST_OK, POST_FAILED, POST_STOPPED, POST_REFUSED };
+
+/* ---- where a webhook may connect ---- */
+
+static int v4_private(uint32_t a)   /* host byte order */
+{
+    return (a >> 24) == 0 ||                  /* 0.0.0.0/8 "this network" */
+           (a >> 24) == 10 ||                 /* 10.0.0.0/8 */
+           (a >> 24) == 127 ||                /* loopback */
+           (a >> 22) == (100u << 2 | 1) ||    /* 100.64.0.0/10 carrier-grade NAT */
+           (a >> 16) == (169u << 8 | 254) ||  /* 169.254.0.0/16 link-local (cloud metadata) */
+           (a >> 20) == (172u << 4 | 1) ||    /* 172.16.0.0/12 */
+           (a >> 16) == (192u << 8 | 168) ||  /* 192.168.0.0/16 */
+           (a >> 8) == (192u << 16 | 0 << 8 | 0) ||   /* 192.0.0.0/24 protocol assignments */
+           (a >> 17) == (198u << 7 | 18 >> 1) ||      /* 198.18.0.0/15 benchmarking */
+           (a >> 28) >= 14;                   /* 224.0.0.0/4 multicast, 240.0.0.0/4 reserved, broadcast */
+}
+
+static int v6_private(const unsigned char *b)
+{
+    static const unsigned char zero[16];
+    if (!memcmp(b, zero, 15) && (b[15] == 0 || b[15] == 1))
+        return 1;   /* :: and ::1 */
+    if (!memcmp(b, zero, 10) && b[10] == 0xff && b[11] == 0xff)   /* ::ffff:a.b.c.d */
+        return v4_private((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15]);
+    if (b[0] == 0 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && !memcmp(b + 4, zero, 8))   /* 64:ff9b::/96 NAT64 */
+        return v4_private((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15]);
+    return (b[0] & 0xfe) == 0xfc ||                   /* fc00::/7 unique local */
+           (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) ||   /* fe80::/10 link-local */
+           (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) ||   /* fec0::/10 site-local (deprecated) */
+           b[0] == 0xff;                               /* multicast */
+}
+
+int webhook_addr_private(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return v4_private(ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr));
+    if (sa->sa_family == AF_INET6)
+        return v6_private(((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr);
+    return 1;   /* anything else (AF_UNIX) is local */
+}
+
+int webhook_host_private(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    char buf[INET6_ADDRSTRLEN + 2];
+    size_t n = strlen(host);
+
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof(buf)) {
+        memcpy(buf, host + 1, n - 2);
+        buf[n - 2] = '\0';
+        host = buf;
+    }
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return v4_private(ntohl(a4.s_addr));
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return v6_private(a6.s6_addr);
+    n = strlen(host);
+    /* localhost and its subdomains resolve to loopback (RFC 6761) */
+    return !strcasecmp(host, "localhost") || !strcasecmp(host, "localhost.") ||
+           (n > 10 && !strcasecmp(host + n - 10, ".localhost")) ||
+           (n > 11 && !strcasecmp(host + n - 11, ".localhost."));
+}
+
+/*
+ * curl's socket hook: every address curl is about to connect to (after DNS,
+ * so a name that resolves to a private address is caught, as is one that
+ * changes between submission and delivery) passes through here.
+ */
+static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    webhook_sender *w = ud;
+    (void)purpose;
+    if (!w->allow_private && webhook_addr_private(&addr->addr)) {
+        char host[INET6_ADDRSTRLEN] = "?";
+        if (addr->family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)&addr->addr)->sin_addr, host, sizeof(host));
+        else if (addr->family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)&addr->addr)->sin6_addr, host, sizeof(host));
+        memcpy(w->refused, host, sizeof(w->refused));
+        return CURL_SOCKET_BAD;
+    }
+    return socket(addr->family, addr->socktype, addr->protocol);
+}
 
 static size_t discard_body(char *p, size_t size, size_t n, void *ud)
 {
@@ -232,6 +330,9 @@ static enum post_result post(webhook_sender *w, CURL *c, const struct webhook *d
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_xfer);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, w);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, w);
+    w->refused[0] = '\0';
 
     if ((mc = curl_multi_add_handle(w->multi, c)) != CURLM_OK) {
         snprintf(why, cap, "curl: %s", curl_multi_strerror(mc));
@@ -260,6 +361,10 @@ static enum post_result post(webhook_sender *w, CURL *c, const struct webhook *d
             cc = msg->data.result;
     if (cc == CURLE_ABORTED_BY_CALLBACK && atomic_load(&w->stop)) {
         res = POST_STOPPED;
+    } else if (cc != CURLE_OK && w->refused[0]) {
+        snprintf(why, cap, "refused to connect to %s: a loopback, private or link-local address "
+                 "(gptqd --webhook-private allows it)", w->refused);
+        res = POST_REFUSED;
     } else if (cc != CURLE_OK) {
         snprintf(why, cap, "curl: %.200s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
     } else {
@@ -328,11 +433,11 @@ static int deliver(webhook_sender *w, store *st, CURL *c, const struct webhook *
         metrics_webhook(w->metrics, "delivered");
         gq_log(GQ_LOG_INFO, "webhook %" PRId64 " for job %s delivered (attempt %d)", d->seq, d->job_id,
                attempt);
-    } else if (attempt >= w->max_attempts) {
+    } else if (r == POST_REFUSED || attempt >= w->max_attempts) {   /* a refusal is final */
         rc = store_webhook_result(st, d->seq, 0, -1, why, &e);
         metrics_webhook(w->metrics, "gave_up");
-        gq_log(GQ_LOG_WARN, "webhook %" PRId64 " for job %s given up after %d attempts: %s", d->seq,
-               d->job_id, attempt, why);
+        gq_log(GQ_LOG_WARN, "webhook %" PRId64 " for job %s given up after %d attempt%s: %s", d->seq,
+               d->job_id, attempt, attempt == 1 ? "" : "s", why);
     } else {
         long delay = retry_delay_ms(w, attempt);
         rc = store_webhook_result(st, d->seq, 0, store_now_ms() + delay, why, &e);
@@ -497,6 +602,7 @@ int webhook_start(webhook_sender **out, const struct webhook_config *cfg, gq_err
     }
     atomic_init(&w->stop, 0);
     w->max_attempts = cfg->max_attempts;
+    w->allow_private = cfg->allow_private;
     w->backoff_ms = cfg->backoff_ms;
     w->backoff_max_ms = cfg->backoff_max_ms;
     w->timeout_ms = cfg->timeout_ms;

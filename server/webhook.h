@@ -29,12 +29,27 @@ typedef struct webhook_sender webhook_sender;
 struct webhook_config {
     const char *db_path;      /* the sender opens its own connection */
     const char *secret;       /* NULL or "" = unsigned */
+    int allow_private;        /* 0: never connect to loopback/private/link-local addresses */
     int max_attempts;         /* >= 1 */
     long backoff_ms;          /* first retry delay */
     long backoff_max_ms;
     long timeout_ms;          /* one POST */
     metrics *metrics;         /* may be NULL */
 };
+
+struct sockaddr;
+
+/*
+ * Whether a webhook must not connect there without allow_private: loopback,
+ * 0/8, 10/8, 100.64/10, 169.254/16, 172.16/12, 192.0.0/24, 192.168/16,
+ * 198.18/15, multicast and reserved IPv4; ::, ::1, fc00::/7, fe80::/10,
+ * fec0::/10, multicast, and IPv4-mapped or NAT64 forms of the above.
+ * webhook_host_private takes a URL's host: an IPv4 or IPv6 literal
+ * ("[::1]" too) or a name, of which only localhost names count (other
+ * names are checked when delivery resolves them).  1 or 0.
+ */
+int webhook_addr_private(const struct sockaddr *sa);
+int webhook_host_private(const char *host);
 
 /* Start the sender thread (config strings copied). */
 int webhook_start(webhook_sender **out, const struct webhook_config *cfg, gq_err *e);

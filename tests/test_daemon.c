@@ -403,6 +403,12 @@ static void test_daemon__bad_submissions_name_the_problem(void)
         {"{\"model\": \"org/x\", \"calibration\": {\"token_ids\": [1], \"num_samples\": 0}}", "calibration.num_samples", 400},
         {"{\"model\": \"org/x\", \"calibration\": {\"token_ids\": [1]}, \"revision\": \"../x\"}", "revision", 400},
         {"{\"model\": \"org/x\", \"calibration\": {\"token_ids\": [1]}, \"callback_url\": \"ftp://x\"}", "callback_url", 400},
+        /* webhooks never reach inside unless --webhook-private */
+        {"{\"model\": \"org/x\", \"calibration\": {\"token_ids\": [1]}, \"callback_url\": \"http://127.0.0.1:9/h\"}", "callback_url", 400},
+        {"{\"model\": \"org/x\", \"calibration\": {\"token_ids\": [1]}, \"callback_url\": \"http://169.254.169.254/latest\"}", "callback_url", 400},
+        {"{\"model\": \"org/x\", \"calibration\": {\"token_ids\": [1]}, \"callback_url\": \"https://[::1]:8443/\"}", "callback_url", 400},
+        {"{\"model\": \"org/x\", \"calibration\": {\"token_ids\": [1]}, \"callback_url\": \"http://localhost/h\"}", "callback_url", 400},
+        {"{\"model\": \"org/x\", \"calibration\": {\"token_ids\": [1]}, \"callback_url\": \"http://:80/h\"}", "callback_url", 400},
         {"{\"model\": \"org/x\", \"calibration\": {\"token_ids\": [1]}, \"labels\": {\"k\": 3}}", "labels.k", 400},
         {"{\"model\": \"org/x\", \"calibration\": {\"token_ids\": [1]}, \"eval\": {\"max_ppl_ratio\": 2}}", "eval", 400},
         {"{\"model\": \"org/x\", \"calibration\": {\"token_ids\": [1]}, \"priority\": 1.5}", "priority", 400},
@@ -996,7 +1002,7 @@ static void test_daemon__webhooks_are_signed(void)
     struct MHD_Daemon *m;
     const union MHD_DaemonInfo *info;
     char dir[300], extra[200], id[32], st[16];
-    const char *flags[] = {"--webhook-secret=s3cret", NULL};
+    const char *flags[] = {"--webhook-secret=s3cret", "--webhook-private", NULL};
     char *body;
     double t0;
 

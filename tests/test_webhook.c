@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -212,6 +213,7 @@ struct fx {
     webhook_sender *w;
     struct recv r;
     int have_recv;
+    int refuse_private;         /* start the sender without allow_private */
 };
 
 static int fx_setup(struct fx *f)
@@ -297,6 +299,7 @@ static int fx_start(struct fx *f, const char *secret, int max_attempts, long bac
     memset(&cfg, 0, sizeof(cfg));
     cfg.db_path = f->db;
     cfg.secret = secret;
+    cfg.allow_private = !f->refuse_private;   /* the receivers are on 127.0.0.1 */
     cfg.max_attempts = max_attempts;
     cfg.backoff_ms = backoff_ms;
     cfg.backoff_max_ms = backoff_max_ms;
@@ -535,6 +538,95 @@ static void test_webhook__unsigned(void)
 }
 
 /* Nobody listens: connection errors are retried like any failure, then given up. */
+/* The address classifier, on literals and on socket addresses. */
+static void test_webhook__private_addresses(void)
+{
+    static const char *private_hosts[] = {
+        "127.0.0.1", "127.255.0.9", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1",
+        "169.254.169.254", "100.64.0.1", "100.127.255.255", "0.0.0.0", "192.0.0.8", "198.18.0.1",
+        "198.19.255.255", "224.0.0.1", "255.255.255.255", "::1", "::", "[::1]", "fd00::1", "fc12::9",
+        "fe80::1", "fec0::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "64:ff9b::a9fe:a9fe",
+        "localhost", "LOCALHOST", "localhost.", "api.localhost",
+    };
+    static const char *public_hosts[] = {
+        "8.8.8.8", "1.1.1.1", "172.15.255.255", "172.32.0.1", "192.169.0.1", "100.63.255.255",
+        "100.128.0.1", "169.253.1.1", "198.17.255.255", "198.20.0.1", "223.255.255.255", "11.0.0.1",
+        "2001:4860:4860::8888", "[2606:4700::1111]", "::ffff:8.8.8.8", "64:ff9b::808:808",
+        "example.com", "localhost.example.com", "mylocalhost",
+    };
+    struct sockaddr_in a4;
+    struct sockaddr_in6 a6;
+
+    for (size_t i = 0; i < sizeof(private_hosts) / sizeof(private_hosts[0]); i++)
+        CHECK_MSG(webhook_host_private(private_hosts[i]) == 1, "%s counts as public", private_hosts[i]);
+    for (size_t i = 0; i < sizeof(public_hosts) / sizeof(public_hosts[0]); i++)
+        CHECK_MSG(webhook_host_private(public_hosts[i]) == 0, "%s counts as private", public_hosts[i]);
+    memset(&a4, 0, sizeof(a4));
+    a4.sin_family = AF_INET;
+    inet_pton(AF_INET, "169.254.169.254", &a4.sin_addr);
+    CHECK(webhook_addr_private((const struct sockaddr *)&a4) == 1);
+    inet_pton(AF_INET, "93.184.216.34", &a4.sin_addr);
+    CHECK(webhook_addr_private((const struct sockaddr *)&a4) == 0);
+    memset(&a6, 0, sizeof(a6));
+    a6.sin6_family = AF_INET6;
+    inet_pton(AF_INET6, "::ffff:192.168.0.1", &a6.sin6_addr);
+    CHECK(webhook_addr_private((const struct sockaddr *)&a6) == 1);
+    inet_pton(AF_INET6, "2a00:1450::1", &a6.sin6_addr);
+    CHECK(webhook_addr_private((const struct sockaddr *)&a6) == 0);
+}
+
+/* The webhook's last_error, read from the database; "" when none. */
+static void stored_error(struct fx *f, char *out, size_t cap)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    out[0] = '\0';
+    if (sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT last_error FROM webhooks WHERE seq = ?1", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, f->seq);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+            snprintf(out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* Without allow_private a callback to loopback is refused at connect time,
+ * once (not retried), and the receiver sees nothing; names resolving there
+ * ("localhost") are caught after DNS. */
+static void test_webhook__private_refused(void)
+{
+    static const char *hosts[] = {"127.0.0.1", "localhost"};
+    for (size_t i = 0; i < 2; i++) {
+        struct fx f;
+        char url[128], err[512];
+        int64_t until;
+
+        memset(&f, 0, sizeof(f));
+        if (fx_begin(&f, (const int[]){ 200 }, 1) < 0) {
+            fx_teardown(&f);
+            return;
+        }
+        f.refuse_private = 1;
+        snprintf(url, sizeof(url), "http://%s:%s", hosts[i], strrchr(f.r.url, ':') + 1);
+        if (fx_add(&f, url) < 0 || fx_start(&f, NULL, 5, 10, 10, 2000) < 0) {
+            fx_teardown(&f);
+            return;
+        }
+        until = mono_ms() + WAIT_MS;
+        while (mono_ms() < until && next_due(&f) != -1)
+            sleep_ms(5);
+        CHECK_EQ_INT(next_due(&f), -1);
+        CHECK_EQ_INT(recv_hits(&f.r), 0);
+        CHECK(webhook_count(&f, "gave_up") == 1);
+        CHECK(webhook_count(&f, "retried") == 0);
+        stored_error(&f, err, sizeof(err));
+        CHECK_MSG(strstr(err, "refused to connect to ") && strstr(err, "--webhook-private"), "%s: last_error '%s'",
+                  hosts[i], err);
+        fx_teardown(&f);
+    }
+}
+
 static void test_webhook__connection_refused(void)
 {
     struct fx f;
@@ -701,6 +793,8 @@ int main(void)
     RUN(test_webhook__gives_up);
     RUN(test_webhook__unsigned);
     RUN(test_webhook__connection_refused);
+    RUN(test_webhook__private_addresses);
+    RUN(test_webhook__private_refused);
     RUN(test_webhook__notify_wakes);
     RUN(test_webhook__stop_in_flight);
     RUN(test_webhook__stop_while_waiting);
