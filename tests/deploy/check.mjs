@@ -20,7 +20,10 @@
 // into a temporary directory, the port onto a free one, the Secret's example
 // values); the probes' paths answer 200, /v1 wants the token when one is set,
 // the Dockerfile's and compose's health-check commands pass while gptqd runs
-// and fail once it has stopped, and SIGTERM stops it cleanly.
+// and fail once it has stopped, and SIGTERM stops it cleanly.  The
+// Backup section of deploy/README.md: its sqlite3 commands, as written, run
+// against a live gptqd's database; each snapshot passes integrity_check with
+// the live schema version and the job, and gptqd starts on the restored copy.
 //
 // Environment: YAML_MODULE (the yaml package's directory), GPTQD_BIN.
 // Prints "[deploy] NAME ok" or "[deploy] NAME FAIL: why" per check.
@@ -402,6 +405,65 @@ await check('systemd: the unit sets only known variables, its state directory ho
   }
   assert(/^NoNewPrivileges=yes/m.test(unit) && /^ProtectSystem=strict/m.test(unit), 'NoNewPrivileges=yes and ProtectSystem=strict are expected');
   assert(/^(User=|DynamicUser=yes)/m.test(unit), 'no dedicated user (User= or DynamicUser=yes)');
+});
+
+// ---- backup and restore, as deploy/README.md says ----
+await check('backup: the README\'s sqlite3 commands snapshot a running gptqd; the restored copy starts with its jobs', async () => {
+  const readme = read('deploy/README.md');
+  const section = readme.split(/^## /m).find((x) => x.startsWith('Backup'));
+  assert(section, 'deploy/README.md has no Backup section');
+  const cmds = section.split('\n').filter((l) => /^    sqlite3 /.test(l)).map((l) => l.trim().replace(/\s+#.*$/, ''));
+  assert(cmds.length >= 2, `the Backup section shows ${cmds.length} sqlite3 command(s); .backup and VACUUM INTO are expected`);
+  assert(cmds.some((c) => c.includes('.backup')) && cmds.some((c) => c.includes('VACUUM INTO')), 'no .backup or no VACUUM INTO command');
+  assert(spawnSync('sqlite3', ['-version']).status === 0, 'sqlite3 is not installed (deploy/install-deps.sh installs it)');
+  const dir = path.join(tmp, 'bk');   // not "backup": the commands' /backup/ is replaced below
+  fs.mkdirSync(path.join(dir, 'saved'), { recursive: true });
+  const port = await freePort();
+  const env = { GPTQD_LISTEN: `127.0.0.1:${port}`, GPTQD_DB: path.join(dir, 'live', 'gptqd.db'),
+    GPTQD_DATA_DIR: path.join(dir, 'live'), HF_ENDPOINT: 'http://127.0.0.1:1', GPTQD_HUB_RETRIES: '0', HOME: dir };
+  const d = await start('backup', env);
+  let id;
+  try {
+    const r = await fetch(`${d.base}/v1/jobs`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: 'org/unreachable', calibration: { token_ids: [1, 2, 3] } }) });
+    assert(r.status === 201, `POST /v1/jobs answered ${r.status}`);
+    id = (await r.json()).id;
+    for (let i = 0; i < 100; i++) {
+      const j = await (await fetch(`${d.base}/v1/jobs/${id}`)).json();
+      if (j.status === 'failed') break;
+      await sleep(100);
+    }
+    // the commands as written, on this database, into dir/saved, while gptqd runs
+    cmds.forEach((c, i) => {
+      const cmd = c.replaceAll('/var/lib/gptqd/gptqd.db', env.GPTQD_DB).replace(/\/backup\/[^'"]*/, `${dir}/saved/${i}.db`);
+      const r = spawnSync('/bin/sh', ['-c', cmd], { encoding: 'utf8', timeout: 30000 });
+      assert(r.status === 0, `"${cmd}" failed: ${r.stderr}`);
+    });
+  } finally {
+    await d.stop();
+  }
+  const live = execFileSync('sqlite3', [env.GPTQD_DB, 'PRAGMA user_version'], { encoding: 'utf8' }).trim();
+  for (let i = 0; i < cmds.length; i++) {
+    const f = `${dir}/saved/${i}.db`;
+    const out = execFileSync('sqlite3', [f, 'PRAGMA integrity_check', 'PRAGMA user_version',
+      `SELECT status FROM jobs WHERE id = '${id}'`], { encoding: 'utf8' }).trim().split('\n');
+    assert(out[0] === 'ok', `${cmds[i]}: integrity_check says ${out[0]}`);
+    assert(out[1] === live, `${cmds[i]}: schema ${out[1]}, the live database ${live}`);
+    assert(out[2] === 'failed', `${cmds[i]}: the job is "${out[2]}" in the backup, not failed`);
+  }
+  // restore: the backup as gptqd.db of a fresh state directory
+  const rdir = path.join(dir, 'restored');
+  fs.mkdirSync(rdir);
+  fs.copyFileSync(`${dir}/saved/${cmds.length - 1}.db`, path.join(rdir, 'gptqd.db'));
+  const rport = await freePort();
+  const r = await start('restored', { ...env, GPTQD_LISTEN: `127.0.0.1:${rport}`, GPTQD_DB: path.join(rdir, 'gptqd.db'), GPTQD_DATA_DIR: rdir });
+  try {
+    assert((await get(`${r.base}/readyz`)) === 200, 'the restored gptqd is not ready');
+    const j = await (await fetch(`${r.base}/v1/jobs/${id}`)).json();
+    assert(j.status === 'failed', `the restored gptqd says the job is ${j.status}`);
+  } finally {
+    await r.stop();
+  }
 });
 
 fs.rmSync(tmp, { recursive: true, force: true });
