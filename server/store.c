@@ -5,18 +5,26 @@
  * ------
  * A store is one SQLite connection plus every statement it will ever run,
  * prepared once at open (SQLITE_PREPARE_PERSISTENT) from the static table
- * sql[] below and indexed by enum stmt.  A table rather than one named field
- * per statement so that open and close are one loop each and no statement
- * can be forgotten by store_close.  No SQL is ever formatted; the single
- * exception is "PRAGMA user_version = N" in the migration runner, which
- * cannot take a bound parameter and is built from an integer.
+ * sql[] below and indexed by enum stmt (store_int.h).  A table rather than
+ * one named field per statement so that open and close are one loop each
+ * and no statement can be forgotten by store_close.  No SQL is ever
+ * formatted; the single exception is "PRAGMA user_version = N" in the
+ * migration runner, which cannot take a bound parameter and is built from
+ * an integer.
  *
- * Every write is a short BEGIN IMMEDIATE ... COMMIT (tx_begin / tx_end, ROLLBACK
- * on any error), so concurrent writers on other connections queue at BEGIN
- * under the busy timeout instead of failing halfway with SQLITE_BUSY.  The
- * public write functions check their arguments, open the transaction and
- * call a static *_tx body; bodies use `goto done` and reset every statement
- * they stepped (reset + clear_bindings) before returning.
+ * The store is three files: this one (the statements, the helpers every
+ * part uses, jobs and their events), store_open.c (migrations, opening a
+ * connection) and store_outputs.c (artifacts, webhook deliveries).  What
+ * they share, struct store and the st_-prefixed helpers, is declared in
+ * store_int.h; everything else stays static to its file.
+ *
+ * Every write is a short BEGIN IMMEDIATE ... COMMIT (st_tx_begin /
+ * st_tx_end, ROLLBACK on any error), so concurrent writers on other
+ * connections queue at BEGIN under the busy timeout instead of failing
+ * halfway with SQLITE_BUSY.  The public write functions check their
+ * arguments, open the transaction and call a static *_tx body; bodies use
+ * `goto done` and reset every statement they stepped (st_reset: reset +
+ * clear_bindings) before returning.
  *
  * Each status change (claim, transition, cancel of a queued job, requeue,
  * recovery) adds a "state" event in the same transaction: "from -> to" or
@@ -37,8 +45,8 @@
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
 
-#include "embed.h"
 #include "store.h"
+#include "store_int.h"
 
 /* The columns of a job, in the order job_from_row reads them. */
 #define JOB_COLS                                                                                        \
@@ -47,17 +55,6 @@
     "attempts, cancel_requested, error_code, error_message, stage, layer, layers_total, fraction, "    \
     "eta_seconds"
 #define RUNNING_IN "('downloading', 'calibrating', 'quantizing', 'writing', 'evaluating')"
-
-enum stmt {
-    ST_BEGIN, ST_BEGIN_READ, ST_COMMIT, ST_ROLLBACK,
-    ST_JOB_INSERT, ST_LABEL_INSERT, ST_JOB_BY_KEY, ST_JOB_GET, ST_JOB_LOOKUP, ST_JOBS_LIST,
-    ST_JOB_CLAIM, ST_HAS_QUEUED, ST_JOB_SET_STATUS, ST_JOB_SET_REV, ST_JOB_PROGRESS, ST_JOB_CANCEL_REQ,
-    ST_JOB_CANCEL_FLAG, ST_JOB_REQUEUE, ST_JOB_DELETE, ST_RUNNING_JOBS, ST_COUNTS,
-    ST_EVENT_ADD, ST_EVENTS_LIST,
-    ST_ART_DELETE, ST_ART_INSERT, ST_ART_FILE_INSERT, ST_ART_GET, ST_ART_FILES, ST_ART_DIRS,
-    ST_HOOK_ADD, ST_HOOKS_DUE, ST_HOOK_RESULT, ST_HOOK_NEXT,
-    ST_N
-};
 
 static const char *const sql[ST_N] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -132,12 +129,6 @@ static const char *const sql[ST_N] = {
     [ST_HOOK_NEXT] = "SELECT MIN(next_ms) FROM webhooks WHERE delivered_ms IS NULL AND gave_up_ms IS NULL",
 };
 
-struct store {
-    sqlite3 *db;
-    sqlite3_stmt *st[ST_N];
-    int bind_rc;        /* first failed sqlite3_bind_* since the last step, SQLITE_OK otherwise */
-};
-
 static const char *const status_names[JOB_NSTATUS] = {
     "queued", "downloading", "calibrating", "quantizing", "writing", "evaluating",
     "succeeded", "failed", "cancelled",
@@ -200,18 +191,6 @@ static void event_clear(void *p)
     free(ev->data);
 }
 
-static void file_clear(void *p)
-{
-    free(((struct artifact_file *)p)->name);
-}
-
-static void hook_clear(void *p)
-{
-    struct webhook *w = p;
-    free(w->url);
-    free(w->body);
-}
-
 void job_free(struct job *j)
 {
     if (!j)
@@ -238,50 +217,29 @@ void job_event_array_free(struct job_event *ev, size_t n)
     free(ev);
 }
 
-void artifact_free(struct artifact *a)
-{
-    if (!a)
-        return;
-    for (size_t i = 0; i < a->nfiles; i++)
-        file_clear(&a->files[i]);
-    free(a->files);
-    free(a->dir);
-    free(a->metadata);
-    free(a);
-}
-
-void webhook_array_free(struct webhook *w, size_t n)
-{
-    if (!w)
-        return;
-    for (size_t i = 0; i < n; i++)
-        hook_clear(&w[i]);
-    free(w);
-}
-
 /* ---- statement helpers ---- */
 
 /* An SQLite failure as a gq error: ENOMEM for SQLITE_NOMEM, EDB with sqlite3_errmsg otherwise. */
-static int db_fail(sqlite3 *db, int rc, gq_err *e)
+int st_db_fail(sqlite3 *db, int rc, gq_err *e)
 {
     if ((rc & 0xff) == SQLITE_NOMEM)
         return GQ_FAIL(e, GQ_ENOMEM, "out of memory (sqlite)");
     return GQ_FAIL(e, GQ_EDB, "%s", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 }
 
-/* Bind helpers remember the first failure in s->bind_rc; step() reports it. */
+/* Bind helpers remember the first failure in s->bind_rc; st_step() reports it. */
 static void note(store *s, int rc)
 {
     if (rc != SQLITE_OK && s->bind_rc == SQLITE_OK)
         s->bind_rc = rc;
 }
 
-static void bind_text(store *s, sqlite3_stmt *st, int i, const char *v)
+void st_bind_text(store *s, sqlite3_stmt *st, int i, const char *v)
 {
     note(s, v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i));
 }
 
-static void bind_i64(store *s, sqlite3_stmt *st, int i, int64_t v)
+void st_bind_i64(store *s, sqlite3_stmt *st, int i, int64_t v)
 {
     note(s, sqlite3_bind_int64(st, i, v));
 }
@@ -298,7 +256,7 @@ static void bind_double_or_null(store *s, sqlite3_stmt *st, int i, double v, int
 }
 
 /* SQLITE_ROW or SQLITE_DONE, or a negative gq_code with e filled. */
-static int step(store *s, sqlite3_stmt *st, gq_err *e)
+int st_step(store *s, sqlite3_stmt *st, gq_err *e)
 {
     int rc;
     if (s->bind_rc != SQLITE_OK) {
@@ -311,11 +269,11 @@ static int step(store *s, sqlite3_stmt *st, gq_err *e)
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW || rc == SQLITE_DONE)
         return rc;
-    return db_fail(s->db, rc, e);
+    return st_db_fail(s->db, rc, e);
 }
 
 /* Ready a statement for its next use (harmless on one that did not run). */
-static void rs(store *s, sqlite3_stmt *st)
+void st_reset(store *s, sqlite3_stmt *st)
 {
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -323,41 +281,41 @@ static void rs(store *s, sqlite3_stmt *st)
 }
 
 /* Run a statement that returns no row we need, then reset it: 0 or a gq_code. */
-static int run(store *s, sqlite3_stmt *st, gq_err *e)
+int st_run(store *s, sqlite3_stmt *st, gq_err *e)
 {
-    int rc = step(s, st, e);
-    rs(s, st);
+    int rc = st_step(s, st, e);
+    st_reset(s, st);
     return rc < 0 ? rc : 0;
 }
 
-static int tx_begin(store *s, gq_err *e)
+int st_tx_begin(store *s, gq_err *e)
 {
-    return run(s, s->st[ST_BEGIN], e);
+    return st_run(s, s->st[ST_BEGIN], e);
 }
 
-static int tx_begin_read(store *s, gq_err *e)
+int st_tx_begin_read(store *s, gq_err *e)
 {
-    return run(s, s->st[ST_BEGIN_READ], e);
+    return st_run(s, s->st[ST_BEGIN_READ], e);
 }
 
 /* COMMIT when rc >= 0, else (or when the commit fails) ROLLBACK; returns the outcome. */
-static int tx_end(store *s, int rc, gq_err *e)
+int st_tx_end(store *s, int rc, gq_err *e)
 {
     if (rc >= 0) {
-        int c = run(s, s->st[ST_COMMIT], e);
+        int c = st_run(s, s->st[ST_COMMIT], e);
         if (c == 0)
             return rc;
         rc = c;
     }
     if (!sqlite3_get_autocommit(s->db)) {
         gq_err ignored = GQ_ERR_INIT;   /* keep the first error in e */
-        run(s, s->st[ST_ROLLBACK], &ignored);
+        st_run(s, s->st[ST_ROLLBACK], &ignored);
     }
     return rc;
 }
 
 /* A copy of a text column, NULL for SQL NULL; *oom set when the copy failed. */
-static char *col_dup(sqlite3_stmt *st, int i, int *oom)
+char *st_col_dup(sqlite3_stmt *st, int i, int *oom)
 {
     const unsigned char *t = sqlite3_column_text(st, i);
     size_t n;
@@ -375,12 +333,12 @@ static char *col_dup(sqlite3_stmt *st, int i, int *oom)
 }
 
 /* An integer column, dflt for NULL. */
-static int64_t col_i64(sqlite3_stmt *st, int i, int64_t dflt)
+int64_t st_col_i64(sqlite3_stmt *st, int i, int64_t dflt)
 {
     return sqlite3_column_type(st, i) == SQLITE_NULL ? dflt : sqlite3_column_int64(st, i);
 }
 
-static void col_copy(char *dst, size_t cap, sqlite3_stmt *st, int i)
+void st_col_copy(char *dst, size_t cap, sqlite3_stmt *st, int i)
 {
     const unsigned char *t = sqlite3_column_text(st, i);
     snprintf(dst, cap, "%s", t ? (const char *)t : "");
@@ -393,30 +351,30 @@ static int job_from_row(void *dst, sqlite3_stmt *st, gq_err *e)
     int oom = 0, status;
     memset(j, 0, sizeof(*j));
     j->seq = sqlite3_column_int64(st, 0);
-    col_copy(j->id, sizeof(j->id), st, 1);
+    st_col_copy(j->id, sizeof(j->id), st, 1);
     status = job_status_parse((const char *)sqlite3_column_text(st, 2));
     j->status = status < 0 ? JOB_FAILED : (enum job_status)status;   /* the CHECK constraint rules it out */
     j->priority = (int)sqlite3_column_int64(st, 3);
-    j->model = col_dup(st, 4, &oom);
-    j->revision = col_dup(st, 5, &oom);
-    j->source_revision = col_dup(st, 6, &oom);
-    j->spec = col_dup(st, 7, &oom);
-    j->labels = col_dup(st, 8, &oom);
-    j->callback_url = col_dup(st, 9, &oom);
-    j->idempotency_key = col_dup(st, 10, &oom);
-    col_copy(j->request_hash, sizeof(j->request_hash), st, 11);
-    j->mem_estimate = col_i64(st, 12, 0);
-    j->created_ms = col_i64(st, 13, 0);
-    j->started_ms = col_i64(st, 14, 0);
-    j->finished_ms = col_i64(st, 15, 0);
-    j->updated_ms = col_i64(st, 16, 0);
-    j->attempts = (int)col_i64(st, 17, 0);
-    j->cancel_requested = (int)col_i64(st, 18, 0);
-    j->error_code = col_dup(st, 19, &oom);
-    j->error_message = col_dup(st, 20, &oom);
-    j->stage = col_dup(st, 21, &oom);
-    j->layer = (int)col_i64(st, 22, -1);
-    j->layers_total = (int)col_i64(st, 23, -1);
+    j->model = st_col_dup(st, 4, &oom);
+    j->revision = st_col_dup(st, 5, &oom);
+    j->source_revision = st_col_dup(st, 6, &oom);
+    j->spec = st_col_dup(st, 7, &oom);
+    j->labels = st_col_dup(st, 8, &oom);
+    j->callback_url = st_col_dup(st, 9, &oom);
+    j->idempotency_key = st_col_dup(st, 10, &oom);
+    st_col_copy(j->request_hash, sizeof(j->request_hash), st, 11);
+    j->mem_estimate = st_col_i64(st, 12, 0);
+    j->created_ms = st_col_i64(st, 13, 0);
+    j->started_ms = st_col_i64(st, 14, 0);
+    j->finished_ms = st_col_i64(st, 15, 0);
+    j->updated_ms = st_col_i64(st, 16, 0);
+    j->attempts = (int)st_col_i64(st, 17, 0);
+    j->cancel_requested = (int)st_col_i64(st, 18, 0);
+    j->error_code = st_col_dup(st, 19, &oom);
+    j->error_message = st_col_dup(st, 20, &oom);
+    j->stage = st_col_dup(st, 21, &oom);
+    j->layer = (int)st_col_i64(st, 22, -1);
+    j->layers_total = (int)st_col_i64(st, 23, -1);
     j->fraction = sqlite3_column_double(st, 24);
     j->eta_seconds = sqlite3_column_type(st, 25) == SQLITE_NULL ? -1 : sqlite3_column_double(st, 25);
     if (oom || !j->model || !j->revision || !j->spec || !j->labels) {
@@ -443,24 +401,20 @@ static int grow(void *pp, size_t *cap, size_t elem, gq_err *e)
     return 0;
 }
 
-/* Fill a zeroed element from the current row; on failure leave nothing to free. */
-typedef int row_fn(void *dst, sqlite3_stmt *st, gq_err *e);
-typedef void clear_fn(void *p);
-
 /*
  * Step st (bound by the caller) and read up to limit rows into a new array
  * of elem-sized elements: *(T **)out (NULL when none) and *n.  *more (may
  * be NULL) is 1 when a row was left after limit.  Resets st.
  */
-static int collect(void *out, size_t *n, int *more, store *s, sqlite3_stmt *st, size_t limit, size_t elem,
-                   row_fn *row, clear_fn *clear, gq_err *e)
+int st_collect(void *out, size_t *n, int *more, store *s, sqlite3_stmt *st, size_t limit, size_t elem,
+               st_row_fn *row, st_clear_fn *clear, gq_err *e)
 {
     char *v = NULL;
     size_t k = 0, cap = 0;
     int rc;
     if (more)
         *more = 0;
-    while ((rc = step(s, st, e)) == SQLITE_ROW) {
+    while ((rc = st_step(s, st, e)) == SQLITE_ROW) {
         if (k == limit) {
             if (more)
                 *more = 1;
@@ -481,7 +435,7 @@ static int collect(void *out, size_t *n, int *more, store *s, sqlite3_stmt *st, 
     k = 0;
     rc = 0;
 done:
-    rs(s, st);
+    st_reset(s, st);
     for (size_t i = 0; clear && i < k; i++)
         clear(v + i * elem);
     free(v);
@@ -489,13 +443,13 @@ done:
 }
 
 /* seq and status of job id: GQ_ENOTFOUND when it does not exist. */
-static int job_lookup(int64_t *seq, enum job_status *status, store *s, const char *id, gq_err *e)
+int st_job_lookup(int64_t *seq, enum job_status *status, store *s, const char *id, gq_err *e)
 {
     sqlite3_stmt *st = s->st[ST_JOB_LOOKUP];
     char q[64];
     int rc, v;
-    bind_text(s, st, 1, id);
-    if ((rc = step(s, st, e)) < 0)
+    st_bind_text(s, st, 1, id);
+    if ((rc = st_step(s, st, e)) < 0)
         goto done;
     if (rc == SQLITE_DONE) {
         rc = GQ_FAIL(e, GQ_ENOTFOUND, "job %s does not exist", gq_err_quote(q, sizeof(q), id));
@@ -506,15 +460,15 @@ static int job_lookup(int64_t *seq, enum job_status *status, store *s, const cha
     *status = v < 0 ? JOB_FAILED : (enum job_status)v;
     rc = 0;
 done:
-    rs(s, st);
+    st_reset(s, st);
     return rc;
 }
 
-/* Like job_lookup for operations that need a running job: anything else is GQ_ECONFLICT. */
+/* Like st_job_lookup for operations that need a running job: anything else is GQ_ECONFLICT. */
 static int running_lookup(int64_t *seq, enum job_status *status, store *s, const char *id, gq_err *e)
 {
     char q[64];
-    int rc = job_lookup(seq, status, s, id, e);
+    int rc = st_job_lookup(seq, status, s, id, e);
     if (rc == GQ_ENOTFOUND)
         return GQ_FAIL(e, GQ_ECONFLICT, "job %s no longer exists", gq_err_quote(q, sizeof(q), id));
     if (rc < 0)
@@ -529,13 +483,13 @@ static int event_insert(store *s, int64_t seq, int64_t now, const char *kind, co
                         const char *message, const char *data, gq_err *e)
 {
     sqlite3_stmt *st = s->st[ST_EVENT_ADD];
-    bind_i64(s, st, 1, seq);
-    bind_i64(s, st, 2, now);
-    bind_text(s, st, 3, kind);
-    bind_text(s, st, 4, level);
-    bind_text(s, st, 5, message);
-    bind_text(s, st, 6, data);
-    return run(s, st, e);
+    st_bind_i64(s, st, 1, seq);
+    st_bind_i64(s, st, 2, now);
+    st_bind_text(s, st, 3, kind);
+    st_bind_text(s, st, 4, level);
+    st_bind_text(s, st, 5, message);
+    st_bind_text(s, st, 6, data);
+    return st_run(s, st, e);
 }
 
 /* The "state" event of a status change: "from -> to[: detail]". */
@@ -555,165 +509,16 @@ static int set_status(store *s, int64_t seq, enum job_status to, int64_t now, co
                       const char *error_message, gq_err *e)
 {
     sqlite3_stmt *st = s->st[ST_JOB_SET_STATUS];
-    bind_i64(s, st, 1, seq);
-    bind_text(s, st, 2, job_status_name(to));
-    bind_i64(s, st, 3, now);
+    st_bind_i64(s, st, 1, seq);
+    st_bind_text(s, st, 2, job_status_name(to));
+    st_bind_i64(s, st, 3, now);
     bind_i64_or_null(s, st, 4, now, job_status_terminal(to));
-    bind_text(s, st, 5, error_code);
-    bind_text(s, st, 6, error_message);
-    return run(s, st, e);
+    st_bind_text(s, st, 5, error_code);
+    st_bind_text(s, st, 6, error_message);
+    return st_run(s, st, e);
 }
 
-/* ---- migrations, open, close ---- */
-
-/* Number of embedded migrations after checking they are 0001..N, or GQ_EINVAL. */
-static int check_migrations(gq_err *e)
-{
-    size_t n = embedded_migrations_count;
-    if (n == 0)
-        return GQ_FAIL(e, GQ_EINVAL, "no migrations are embedded in this binary");
-    if (n > 9999)
-        return GQ_FAIL(e, GQ_EINVAL, "too many migrations (%zu)", n);
-    for (size_t i = 0; i < n; i++) {
-        const char *name = embedded_migrations[i].name;
-        int v = 0, k;
-        for (k = 0; k < 4 && name[k] >= '0' && name[k] <= '9'; k++)
-            v = v * 10 + (name[k] - '0');
-        if (k != 4 || name[4] != '_' || v != (int)i + 1)
-            return GQ_FAIL(e, GQ_EINVAL, "embedded migration %s should be number %04zu (versions must be "
-                           "1..N without gaps)", name, i + 1);
-    }
-    return (int)n;
-}
-
-/* Returns -1 when the embedded migrations are malformed (store_migrate says why). */
-int store_schema_version(void)
-{
-    int n = check_migrations(NULL);
-    return n < 0 ? -1 : n;
-}
-
-static int user_version(int *out, sqlite3 *db, gq_err *e)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
-    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        *out = sqlite3_column_int(st, 0);
-        rc = SQLITE_OK;
-    }
-    if (rc != SQLITE_OK)
-        rc = db_fail(db, rc, e);
-    sqlite3_finalize(st);
-    return rc;
-}
-
-/* Open and configure a connection (WAL, synchronous NORMAL, foreign keys, busy timeout). */
-static int db_open(sqlite3 **out, const char *path, gq_err *e)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    const unsigned char *mode;
-    int memory = strcmp(path, ":memory:") == 0;
-    /* NOMUTEX: a connection is never shared between threads (store.h) */
-    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK) {
-        rc = db ? GQ_FAIL(e, GQ_EDB, "opening %s: %s", path, sqlite3_errmsg(db))
-                : GQ_FAIL(e, GQ_ENOMEM, "out of memory opening %s", path);
-        goto done;
-    }
-    sqlite3_busy_timeout(db, 5000);
-    if ((rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL)) != SQLITE_OK ||
-        (rc = sqlite3_step(st)) != SQLITE_ROW) {
-        rc = db_fail(db, rc, e);
-        goto done;
-    }
-    mode = sqlite3_column_text(st, 0);
-    if (!memory && (!mode || strcmp((const char *)mode, "wal") != 0)) {
-        rc = GQ_FAIL(e, GQ_EDB, "%s: cannot use WAL (journal mode is %s)", path, mode ? (const char *)mode : "?");
-        goto done;
-    }
-    if ((rc = sqlite3_exec(db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", NULL, NULL, NULL)) !=
-        SQLITE_OK) {
-        rc = db_fail(db, rc, e);
-        goto done;
-    }
-    *out = db;
-    db = NULL;
-    rc = 0;
-done:
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return rc;
-}
-
-static int exec(sqlite3 *db, const char *text, const char *what, gq_err *e)
-{
-    int rc = sqlite3_exec(db, text, NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
-        return 0;
-    if ((rc & 0xff) == SQLITE_NOMEM)
-        return GQ_FAIL(e, GQ_ENOMEM, "out of memory (sqlite) in %s", what);
-    return GQ_FAIL(e, GQ_EDB, "%s: %s", what, sqlite3_errmsg(db));
-}
-
-/*
- * Apply every embedded migration newer than the database, each in its own
- * BEGIN IMMEDIATE transaction.  The version is read inside the transaction,
- * so two processes migrating at once apply each migration once.
- */
-static int migrate_db(sqlite3 *db, int *from, int *to, gq_err *e)
-{
-    int n = check_migrations(e), v = 0, first = 1, rc;
-    char pragma[48];
-    if (n < 0)
-        return n;
-    for (;;) {
-        if ((rc = exec(db, "BEGIN IMMEDIATE", "starting a migration", e)) < 0)
-            return rc;
-        if ((rc = user_version(&v, db, e)) < 0)
-            goto fail;
-        if (first && from)
-            *from = v;
-        first = 0;
-        if (v > n) {
-            rc = GQ_FAIL(e, GQ_ECONFLICT, "database schema version %d is newer than this gptqd (%d)", v, n);
-            goto fail;
-        }
-        if (v == n)
-            break;
-        if ((rc = exec(db, (const char *)embedded_migrations[v].data, embedded_migrations[v].name, e)) < 0)
-            goto fail;
-        /* The one formatted statement: PRAGMA takes no bound parameters, and this is an integer. */
-        snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", v + 1);
-        if ((rc = exec(db, pragma, "setting user_version", e)) < 0 ||
-            (rc = exec(db, "COMMIT", "committing a migration", e)) < 0)
-            goto fail;
-    }
-    if ((rc = exec(db, "COMMIT", "ending the migrations", e)) < 0)
-        goto fail;
-    if (to)
-        *to = v;
-    return 0;
-fail:
-    if (!sqlite3_get_autocommit(db))
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return rc;
-}
-
-int store_migrate(const char *path, int *from, int *to, gq_err *e)
-{
-    sqlite3 *db = NULL;
-    int rc;
-    GQ_ASSERT_ARG(e, path != NULL);
-    if (path[0] == '\0' || strcmp(path, ":memory:") == 0)
-        return GQ_FAIL(e, GQ_EINVAL, "store_migrate needs a database file (got \"%s\")", path);
-    if ((rc = db_open(&db, path, e)) < 0)
-        return rc;
-    rc = migrate_db(db, from, to, e);
-    if (sqlite3_close(db) != SQLITE_OK && rc == 0)
-        rc = GQ_FAIL(e, GQ_EDB, "closing %s after migrating: %s", path, sqlite3_errmsg(db));
-    return rc;
-}
+/* ---- preparing and finalizing a connection's statements (store_open.c opens it) ---- */
 
 int store_close(store *s)
 {
@@ -733,7 +538,7 @@ int store_close(store *s)
 }
 
 /* A store over db (taken over, closed on failure) with every statement prepared. */
-static int store_wrap(store **out, sqlite3 *db, gq_err *e)
+int st_wrap(store **out, sqlite3 *db, gq_err *e)
 {
     store *s = calloc(1, sizeof(*s));
     int rc = 0;
@@ -755,51 +560,6 @@ static int store_wrap(store **out, sqlite3 *db, gq_err *e)
 done:
     store_close(s);
     return rc;
-}
-
-int store_open(store **out, const char *path, gq_err *e)
-{
-    sqlite3 *db = NULL;
-    int rc, v = 0, want;
-    GQ_ASSERT_ARG(e, out != NULL && path != NULL);
-    if ((want = check_migrations(e)) < 0)
-        return want;
-    if ((rc = db_open(&db, path, e)) < 0)
-        return rc;
-    if ((rc = user_version(&v, db, e)) < 0)
-        goto fail;
-    if (v != want) {
-        rc = v > want ? GQ_FAIL(e, GQ_ECONFLICT, "database schema version %d is newer than this gptqd (%d)", v, want)
-                      : GQ_FAIL(e, GQ_ECONFLICT, "database schema version %d is older than this gptqd (%d): "
-                                "run the migrations first", v, want);
-        goto fail;
-    }
-    return store_wrap(out, db, e);
-fail:
-    sqlite3_close(db);
-    return rc;
-}
-
-int store_open_memory(store **out, gq_err *e)
-{
-    sqlite3 *db = NULL;
-    int rc;
-    GQ_ASSERT_ARG(e, out != NULL);
-    if ((rc = db_open(&db, ":memory:", e)) < 0)
-        return rc;
-    if ((rc = migrate_db(db, NULL, NULL, e)) < 0) {
-        sqlite3_close(db);
-        return rc;
-    }
-    return store_wrap(out, db, e);
-}
-
-int store_ping(store *s, gq_err *e)
-{
-    int rc;
-    GQ_ASSERT_ARG(e, s != NULL);
-    rc = tx_begin(s, e);
-    return rc < 0 ? rc : tx_end(s, 0, e);
 }
 
 /* ---- jobs ---- */
@@ -841,10 +601,10 @@ static int insert_labels(store *s, int64_t seq, const char *labels, gq_err *e)
     cJSON_ArrayForEach(m, o) {
         if (!cJSON_IsString(m) || !m->string)
             continue;
-        bind_i64(s, st, 1, seq);
-        bind_text(s, st, 2, m->string);
-        bind_text(s, st, 3, m->valuestring);
-        if ((rc = run(s, st, e)) < 0)
+        st_bind_i64(s, st, 1, seq);
+        st_bind_text(s, st, 2, m->string);
+        st_bind_text(s, st, 3, m->valuestring);
+        if ((rc = st_run(s, st, e)) < 0)
             goto done;
     }
 done:
@@ -866,8 +626,8 @@ static int jobs_insert_tx(store *s, const struct job *jobs, size_t n, struct job
     for (size_t i = 0; i < n; i++) {
         const struct job *j = &jobs[i];
         if (j->idempotency_key) {
-            bind_text(s, by_key, 1, j->idempotency_key);
-            if ((rc = step(s, by_key, e)) < 0)
+            st_bind_text(s, by_key, 1, j->idempotency_key);
+            if ((rc = st_step(s, by_key, e)) < 0)
                 goto done;
             if (rc == SQLITE_ROW) {
                 const unsigned char *hash = sqlite3_column_text(by_key, 11);
@@ -879,34 +639,34 @@ static int jobs_insert_tx(store *s, const struct job *jobs, size_t n, struct job
                 if ((rc = job_from_row(&rows[i], by_key, e)) < 0)
                     goto done;
                 found[i] = 1;
-                rs(s, by_key);
+                st_reset(s, by_key);
                 continue;
             }
-            rs(s, by_key);
+            st_reset(s, by_key);
         }
         if ((rc = new_job_id(id, e)) < 0)
             goto done;
-        bind_text(s, ins, 1, id);
-        bind_i64(s, ins, 2, j->priority);
-        bind_text(s, ins, 3, j->model);
-        bind_text(s, ins, 4, j->revision);
-        bind_text(s, ins, 5, j->spec);
-        bind_text(s, ins, 6, j->labels ? j->labels : "{}");
-        bind_text(s, ins, 7, j->callback_url);
-        bind_text(s, ins, 8, j->idempotency_key);
-        bind_text(s, ins, 9, j->request_hash[0] ? j->request_hash : NULL);
-        bind_i64(s, ins, 10, j->mem_estimate);
-        bind_i64(s, ins, 11, now);
-        if ((rc = step(s, ins, e)) < 0 || (rc = job_from_row(&rows[i], ins, e)) < 0)
+        st_bind_text(s, ins, 1, id);
+        st_bind_i64(s, ins, 2, j->priority);
+        st_bind_text(s, ins, 3, j->model);
+        st_bind_text(s, ins, 4, j->revision);
+        st_bind_text(s, ins, 5, j->spec);
+        st_bind_text(s, ins, 6, j->labels ? j->labels : "{}");
+        st_bind_text(s, ins, 7, j->callback_url);
+        st_bind_text(s, ins, 8, j->idempotency_key);
+        st_bind_text(s, ins, 9, j->request_hash[0] ? j->request_hash : NULL);
+        st_bind_i64(s, ins, 10, j->mem_estimate);
+        st_bind_i64(s, ins, 11, now);
+        if ((rc = st_step(s, ins, e)) < 0 || (rc = job_from_row(&rows[i], ins, e)) < 0)
             goto done;
-        rs(s, ins);
+        st_reset(s, ins);
         if (j->labels && (rc = insert_labels(s, rows[i].seq, j->labels, e)) < 0)
             goto done;
     }
     rc = 0;
 done:
-    rs(s, by_key);
-    rs(s, ins);
+    st_reset(s, by_key);
+    st_reset(s, ins);
     return rc;
 }
 
@@ -931,7 +691,8 @@ int store_jobs_insert(store *s, struct job *jobs, size_t n, int *existing, gq_er
         rc = GQ_FAIL(e, GQ_ENOMEM, "out of memory");
         goto done;
     }
-    if ((rc = tx_begin(s, e)) < 0 || (rc = tx_end(s, jobs_insert_tx(s, jobs, n, rows, found, store_now_ms(), e), e)) < 0)
+    if ((rc = st_tx_begin(s, e)) < 0 ||
+        (rc = st_tx_end(s, jobs_insert_tx(s, jobs, n, rows, found, store_now_ms(), e), e)) < 0)
         goto done;
     /* committed: hand the rows over */
     for (size_t i = 0; i < n; i++) {
@@ -957,8 +718,8 @@ int store_job_get(struct job **out, store *s, const char *id, gq_err *e)
     st = s->st[ST_JOB_GET];
     if (!(j = malloc(sizeof(*j))))
         return GQ_FAIL(e, GQ_ENOMEM, "out of memory");
-    bind_text(s, st, 1, id);
-    if ((rc = step(s, st, e)) < 0)
+    st_bind_text(s, st, 1, id);
+    if ((rc = st_step(s, st, e)) < 0)
         goto done;
     if (rc == SQLITE_DONE) {
         rc = GQ_FAIL(e, GQ_ENOTFOUND, "job %s does not exist", gq_err_quote(q, sizeof(q), id));
@@ -969,7 +730,7 @@ int store_job_get(struct job **out, store *s, const char *id, gq_err *e)
     *out = j;
     j = NULL;
 done:
-    rs(s, st);
+    st_reset(s, st);
     free(j);   /* never holds strings here: job_from_row clears on failure */
     return rc;
 }
@@ -985,13 +746,13 @@ int store_jobs_list(struct job **out, size_t *n, int *more, store *s, const stru
         return GQ_FAIL(e, GQ_EINVAL, "unknown status filter %d", f->status);
     if (f->label_value && !f->label_key)
         return GQ_FAIL(e, GQ_EINVAL, "a label value filter needs a label key");
-    bind_i64(s, st, 1, f->after_seq);
-    bind_text(s, st, 2, f->status >= 0 ? job_status_name((enum job_status)f->status) : NULL);
-    bind_text(s, st, 3, f->model);
-    bind_text(s, st, 4, f->label_key);
-    bind_text(s, st, 5, f->label_value);
-    bind_i64(s, st, 6, (int64_t)f->limit + 1);   /* one more than asked: is there a next page? */
-    return collect(out, n, more, s, st, f->limit, sizeof(**out), job_from_row, job_clear_any, e);
+    st_bind_i64(s, st, 1, f->after_seq);
+    st_bind_text(s, st, 2, f->status >= 0 ? job_status_name((enum job_status)f->status) : NULL);
+    st_bind_text(s, st, 3, f->model);
+    st_bind_text(s, st, 4, f->label_key);
+    st_bind_text(s, st, 5, f->label_value);
+    st_bind_i64(s, st, 6, (int64_t)f->limit + 1);   /* one more than asked: is there a next page? */
+    return st_collect(out, n, more, s, st, f->limit, sizeof(**out), job_from_row, job_clear_any, e);
 }
 
 static int claim_tx(struct job **out, store *s, int64_t mem_free, int64_t now, gq_err *e)
@@ -1001,9 +762,9 @@ static int claim_tx(struct job **out, store *s, int64_t mem_free, int64_t now, g
     int rc;
     if (!(j = malloc(sizeof(*j))))
         return GQ_FAIL(e, GQ_ENOMEM, "out of memory");
-    bind_i64(s, st, 1, mem_free);
-    bind_i64(s, st, 2, now);
-    if ((rc = step(s, st, e)) < 0)
+    st_bind_i64(s, st, 1, mem_free);
+    st_bind_i64(s, st, 2, now);
+    if ((rc = st_step(s, st, e)) < 0)
         goto done;
     if (rc == SQLITE_DONE) {
         rc = mem_free < 0 ? GQ_FAIL(e, GQ_ENOTFOUND, "no queued job")
@@ -1012,7 +773,7 @@ static int claim_tx(struct job **out, store *s, int64_t mem_free, int64_t now, g
     }
     if ((rc = job_from_row(j, st, e)) < 0)
         goto done;
-    rs(s, st);   /* finish the UPDATE before the next statement */
+    st_reset(s, st);   /* finish the UPDATE before the next statement */
     if ((rc = state_event(s, j->seq, now, JOB_QUEUED, JOB_DOWNLOADING, NULL, e)) < 0) {
         job_clear(j);
         goto done;
@@ -1020,7 +781,7 @@ static int claim_tx(struct job **out, store *s, int64_t mem_free, int64_t now, g
     *out = j;
     j = NULL;
 done:
-    rs(s, st);
+    st_reset(s, st);
     free(j);
     return rc;
 }
@@ -1029,8 +790,8 @@ int store_job_claim(struct job **out, store *s, int64_t mem_free, gq_err *e)
 {
     int rc;
     GQ_ASSERT_ARG(e, out != NULL && s != NULL);
-    rc = tx_begin(s, e);
-    return rc < 0 ? rc : tx_end(s, claim_tx(out, s, mem_free, store_now_ms(), e), e);
+    rc = st_tx_begin(s, e);
+    return rc < 0 ? rc : st_tx_end(s, claim_tx(out, s, mem_free, store_now_ms(), e), e);
 }
 
 int store_has_queued(int *out, store *s, gq_err *e)
@@ -1039,13 +800,13 @@ int store_has_queued(int *out, store *s, gq_err *e)
     int rc;
     GQ_ASSERT_ARG(e, out != NULL && s != NULL);
     st = s->st[ST_HAS_QUEUED];
-    if ((rc = step(s, st, e)) == SQLITE_ROW) {
+    if ((rc = st_step(s, st, e)) == SQLITE_ROW) {
         *out = sqlite3_column_int(st, 0) != 0;
         rc = 0;
     } else if (rc == SQLITE_DONE) {
         rc = GQ_FAIL(e, GQ_EDB, "EXISTS returned no row");
     }
-    rs(s, st);
+    st_reset(s, st);
     return rc;
 }
 
@@ -1073,8 +834,8 @@ int store_job_transition(store *s, const char *id, enum job_status to, const cha
     GQ_ASSERT_ARG(e, s != NULL && id != NULL);
     if (!job_status_running(to) && !job_status_terminal(to))
         return GQ_FAIL(e, GQ_EINVAL, "cannot transition a job to %s", job_status_name(to));
-    rc = tx_begin(s, e);
-    return rc < 0 ? rc : tx_end(s, transition_tx(s, id, to, error_code, error_message, store_now_ms(), e), e);
+    rc = st_tx_begin(s, e);
+    return rc < 0 ? rc : st_tx_end(s, transition_tx(s, id, to, error_code, error_message, store_now_ms(), e), e);
 }
 
 int store_job_set_source_revision(store *s, const char *id, const char *sha, gq_err *e)
@@ -1084,14 +845,14 @@ int store_job_set_source_revision(store *s, const char *id, const char *sha, gq_
     int rc;
     GQ_ASSERT_ARG(e, s != NULL && id != NULL);
     st = s->st[ST_JOB_SET_REV];
-    if ((rc = tx_begin(s, e)) < 0)
+    if ((rc = st_tx_begin(s, e)) < 0)
         return rc;
-    bind_text(s, st, 1, id);
-    bind_text(s, st, 2, sha);
-    bind_i64(s, st, 3, store_now_ms());
-    if ((rc = run(s, st, e)) == 0 && sqlite3_changes(s->db) == 0)
+    st_bind_text(s, st, 1, id);
+    st_bind_text(s, st, 2, sha);
+    st_bind_i64(s, st, 3, store_now_ms());
+    if ((rc = st_run(s, st, e)) == 0 && sqlite3_changes(s->db) == 0)
         rc = GQ_FAIL(e, GQ_ENOTFOUND, "job %s does not exist", gq_err_quote(q, sizeof(q), id));
-    return tx_end(s, rc, e);
+    return st_tx_end(s, rc, e);
 }
 
 static int progress_tx(store *s, const char *id, const char *stage, int layer, int layers_total,
@@ -1103,14 +864,14 @@ static int progress_tx(store *s, const char *id, const char *stage, int layer, i
     int rc;
     if ((rc = running_lookup(&seq, &status, s, id, e)) < 0)
         return rc;
-    bind_i64(s, st, 1, seq);
-    bind_text(s, st, 2, stage);
+    st_bind_i64(s, st, 1, seq);
+    st_bind_text(s, st, 2, stage);
     bind_i64_or_null(s, st, 3, layer, layer >= 0);
     bind_i64_or_null(s, st, 4, layers_total, layers_total >= 0);
     bind_double_or_null(s, st, 5, fraction, 1);
     bind_double_or_null(s, st, 6, eta_seconds, eta_seconds >= 0);
-    bind_i64(s, st, 7, store_now_ms());
-    return run(s, st, e);
+    st_bind_i64(s, st, 7, store_now_ms());
+    return st_run(s, st, e);
 }
 
 int store_job_progress(store *s, const char *id, const char *stage, int layer, int layers_total, double fraction,
@@ -1122,8 +883,8 @@ int store_job_progress(store *s, const char *id, const char *stage, int layer, i
         return GQ_FAIL(e, GQ_EINVAL, "progress fraction must be in 0..1 (got %g)", fraction);
     if (isnan(eta_seconds))
         eta_seconds = -1;
-    rc = tx_begin(s, e);
-    return rc < 0 ? rc : tx_end(s, progress_tx(s, id, stage, layer, layers_total, fraction, eta_seconds, e), e);
+    rc = st_tx_begin(s, e);
+    return rc < 0 ? rc : st_tx_end(s, progress_tx(s, id, stage, layer, layers_total, fraction, eta_seconds, e), e);
 }
 
 static int cancel_tx(store *s, const char *id, enum job_status *status_out, int64_t now, gq_err *e)
@@ -1133,7 +894,7 @@ static int cancel_tx(store *s, const char *id, enum job_status *status_out, int6
     enum job_status status;
     char q[64];
     int rc;
-    if ((rc = job_lookup(&seq, &status, s, id, e)) < 0)
+    if ((rc = st_job_lookup(&seq, &status, s, id, e)) < 0)
         return rc;
     if (job_status_terminal(status))
         return GQ_FAIL(e, GQ_ECONFLICT, "job %s is already %s", gq_err_quote(q, sizeof(q), id),
@@ -1144,9 +905,9 @@ static int cancel_tx(store *s, const char *id, enum job_status *status_out, int6
             return rc;
         status = JOB_CANCELLED;
     } else {
-        bind_i64(s, st, 1, seq);
-        bind_i64(s, st, 2, now);
-        if ((rc = run(s, st, e)) < 0)
+        st_bind_i64(s, st, 1, seq);
+        st_bind_i64(s, st, 2, now);
+        if ((rc = st_run(s, st, e)) < 0)
             return rc;
         if (sqlite3_changes(s->db) > 0 &&
             (rc = event_insert(s, seq, now, "log", "info", "cancel requested", NULL, e)) < 0)
@@ -1161,8 +922,8 @@ int store_job_cancel(store *s, const char *id, enum job_status *status_out, gq_e
 {
     int rc;
     GQ_ASSERT_ARG(e, s != NULL && id != NULL);
-    rc = tx_begin(s, e);
-    return rc < 0 ? rc : tx_end(s, cancel_tx(s, id, status_out, store_now_ms(), e), e);
+    rc = st_tx_begin(s, e);
+    return rc < 0 ? rc : st_tx_end(s, cancel_tx(s, id, status_out, store_now_ms(), e), e);
 }
 
 int store_job_cancel_requested(int *out, store *s, const char *id, gq_err *e)
@@ -1172,14 +933,14 @@ int store_job_cancel_requested(int *out, store *s, const char *id, gq_err *e)
     int rc;
     GQ_ASSERT_ARG(e, out != NULL && s != NULL && id != NULL);
     st = s->st[ST_JOB_CANCEL_FLAG];
-    bind_text(s, st, 1, id);
-    if ((rc = step(s, st, e)) == SQLITE_ROW) {
+    st_bind_text(s, st, 1, id);
+    if ((rc = st_step(s, st, e)) == SQLITE_ROW) {
         *out = sqlite3_column_int(st, 0) != 0;
         rc = 0;
     } else if (rc == SQLITE_DONE) {
         rc = GQ_FAIL(e, GQ_ENOTFOUND, "job %s does not exist", gq_err_quote(q, sizeof(q), id));
     }
-    rs(s, st);
+    st_reset(s, st);
     return rc;
 }
 
@@ -1187,10 +948,10 @@ int store_job_cancel_requested(int *out, store *s, const char *id, gq_err *e)
 static int requeue_row(store *s, int64_t seq, int delta, int64_t now, gq_err *e)
 {
     sqlite3_stmt *st = s->st[ST_JOB_REQUEUE];
-    bind_i64(s, st, 1, seq);
-    bind_i64(s, st, 2, delta);
-    bind_i64(s, st, 3, now);
-    return run(s, st, e);
+    st_bind_i64(s, st, 1, seq);
+    st_bind_i64(s, st, 2, delta);
+    st_bind_i64(s, st, 3, now);
+    return st_run(s, st, e);
 }
 
 static int requeue_tx(store *s, const char *id, int64_t now, gq_err *e)
@@ -1212,8 +973,8 @@ int store_job_requeue(store *s, const char *id, gq_err *e)
 {
     int rc;
     GQ_ASSERT_ARG(e, s != NULL && id != NULL);
-    rc = tx_begin(s, e);
-    return rc < 0 ? rc : tx_end(s, requeue_tx(s, id, store_now_ms(), e), e);
+    rc = st_tx_begin(s, e);
+    return rc < 0 ? rc : st_tx_end(s, requeue_tx(s, id, store_now_ms(), e), e);
 }
 
 static int delete_tx(store *s, const char *id, gq_err *e)
@@ -1223,21 +984,21 @@ static int delete_tx(store *s, const char *id, gq_err *e)
     enum job_status status;
     char q[64];
     int rc;
-    if ((rc = job_lookup(&seq, &status, s, id, e)) < 0)
+    if ((rc = st_job_lookup(&seq, &status, s, id, e)) < 0)
         return rc;
     if (!job_status_terminal(status))
         return GQ_FAIL(e, GQ_ECONFLICT, "job %s is %s, not finished", gq_err_quote(q, sizeof(q), id),
                        job_status_name(status));
-    bind_i64(s, st, 1, seq);   /* labels, events, artifact, files, webhooks go by ON DELETE CASCADE */
-    return run(s, st, e);
+    st_bind_i64(s, st, 1, seq);   /* labels, events, artifact, files, webhooks go by ON DELETE CASCADE */
+    return st_run(s, st, e);
 }
 
 int store_job_delete(store *s, const char *id, gq_err *e)
 {
     int rc;
     GQ_ASSERT_ARG(e, s != NULL && id != NULL);
-    rc = tx_begin(s, e);
-    return rc < 0 ? rc : tx_end(s, delete_tx(s, id, e), e);
+    rc = st_tx_begin(s, e);
+    return rc < 0 ? rc : st_tx_end(s, delete_tx(s, id, e), e);
 }
 
 struct running_row {
@@ -1254,7 +1015,7 @@ static int running_from_row(void *dst, sqlite3_stmt *st, gq_err *e)
     int status = job_status_parse((const char *)sqlite3_column_text(st, 2));
     (void)e;
     r->seq = sqlite3_column_int64(st, 0);
-    col_copy(r->id, sizeof(r->id), st, 1);
+    st_col_copy(r->id, sizeof(r->id), st, 1);
     r->status = status < 0 ? JOB_DOWNLOADING : (enum job_status)status;
     r->attempts = sqlite3_column_int(st, 3);
     r->cancel_requested = sqlite3_column_int(st, 4) != 0;
@@ -1269,7 +1030,7 @@ static int recover_tx(struct running_row **rows_out, size_t *n_out, store *s, in
     char detail[128];
     int rc;
     /* read them all first: the updates below change the rows the SELECT walks */
-    if ((rc = collect(&v, &n, NULL, s, s->st[ST_RUNNING_JOBS], SIZE_MAX, sizeof(*v), running_from_row, NULL, e)) < 0)
+    if ((rc = st_collect(&v, &n, NULL, s, s->st[ST_RUNNING_JOBS], SIZE_MAX, sizeof(*v), running_from_row, NULL, e)) < 0)
         return rc;
     for (size_t i = 0; i < n; i++) {
         const struct running_row *r = &v[i];
@@ -1310,9 +1071,9 @@ int store_recover(char (**ids)[24], size_t *n, store *s, int max_attempts, gq_er
     GQ_ASSERT_ARG(e, ids != NULL && n != NULL && s != NULL);
     if (max_attempts < 1)
         return GQ_FAIL(e, GQ_EINVAL, "max_attempts must be >= 1 (got %d)", max_attempts);
-    if ((rc = tx_begin(s, e)) < 0)
+    if ((rc = st_tx_begin(s, e)) < 0)
         return rc;
-    if ((rc = tx_end(s, recover_tx(&rows, &k, s, max_attempts, store_now_ms(), e), e)) < 0)
+    if ((rc = st_tx_end(s, recover_tx(&rows, &k, s, max_attempts, store_now_ms(), e), e)) < 0)
         goto done;
     if (k > 0 && !(v = malloc(k * sizeof(*v)))) {
         /* committed already: the caller only loses the list of ids to clean up after */
@@ -1335,12 +1096,12 @@ int store_counts(int64_t counts[JOB_NSTATUS], store *s, gq_err *e)
     GQ_ASSERT_ARG(e, counts != NULL && s != NULL);
     st = s->st[ST_COUNTS];
     memset(counts, 0, JOB_NSTATUS * sizeof(counts[0]));
-    while ((rc = step(s, st, e)) == SQLITE_ROW) {
+    while ((rc = st_step(s, st, e)) == SQLITE_ROW) {
         int k = job_status_parse((const char *)sqlite3_column_text(st, 0));
         if (k >= 0)
             counts[k] = sqlite3_column_int64(st, 1);
     }
-    rs(s, st);
+    st_reset(s, st);
     return rc < 0 ? rc : 0;
 }
 
@@ -1352,7 +1113,7 @@ static int event_add_tx(store *s, const char *id, const char *kind, const char *
     int64_t seq;
     enum job_status status;
     int rc;
-    if ((rc = job_lookup(&seq, &status, s, id, e)) < 0)
+    if ((rc = st_job_lookup(&seq, &status, s, id, e)) < 0)
         return rc;
     return event_insert(s, seq, store_now_ms(), kind, level, message, data, e);
 }
@@ -1373,8 +1134,8 @@ int store_event_add(store *s, const char *id, const char *kind, const char *leve
         return GQ_FAIL(e, GQ_EINVAL, "unknown event %s \"%s\"", ok_kind ? "level" : "kind",
                        gq_err_quote(q, sizeof(q), ok_kind ? level : kind));
     }
-    rc = tx_begin(s, e);
-    return rc < 0 ? rc : tx_end(s, event_add_tx(s, id, kind, level, message, data, e), e);
+    rc = st_tx_begin(s, e);
+    return rc < 0 ? rc : st_tx_end(s, event_add_tx(s, id, kind, level, message, data, e), e);
 }
 
 static int event_from_row(void *dst, sqlite3_stmt *st, gq_err *e)
@@ -1383,10 +1144,10 @@ static int event_from_row(void *dst, sqlite3_stmt *st, gq_err *e)
     int oom = 0;
     ev->seq = sqlite3_column_int64(st, 0);
     ev->ts_ms = sqlite3_column_int64(st, 1);
-    col_copy(ev->kind, sizeof(ev->kind), st, 2);
-    col_copy(ev->level, sizeof(ev->level), st, 3);
-    ev->message = col_dup(st, 4, &oom);
-    ev->data = col_dup(st, 5, &oom);
+    st_col_copy(ev->kind, sizeof(ev->kind), st, 2);
+    st_col_copy(ev->level, sizeof(ev->level), st, 3);
+    ev->message = st_col_dup(st, 4, &oom);
+    ev->data = st_col_dup(st, 5, &oom);
     if (oom || !ev->message) {
         free(ev->message);
         free(ev->data);
@@ -1406,262 +1167,10 @@ int store_events_list(struct job_event **out, size_t *n, int *more, store *s, co
     st = s->st[ST_EVENTS_LIST];
     if (limit < 1 || limit > 1000)
         return GQ_FAIL(e, GQ_EINVAL, "limit must be 1..1000 (got %zu)", limit);
-    if ((rc = job_lookup(&seq, &status, s, id, e)) < 0)
+    if ((rc = st_job_lookup(&seq, &status, s, id, e)) < 0)
         return rc;
-    bind_i64(s, st, 1, seq);
-    bind_i64(s, st, 2, after_seq);
-    bind_i64(s, st, 3, (int64_t)limit + 1);
-    return collect(out, n, more, s, st, limit, sizeof(**out), event_from_row, event_clear, e);
-}
-
-/* ---- artifacts ---- */
-
-/* A relative path that stays inside its directory: not empty, not absolute, no ".." component. */
-static int safe_relative(const char *name)
-{
-    const char *p = name;
-    if (!name || !*name || *name == '/')
-        return 0;
-    while (*p) {
-        size_t len = strcspn(p, "/");
-        if (len == 0 || (len == 2 && p[0] == '.' && p[1] == '.'))
-            return 0;
-        p += len;
-        if (*p == '/')
-            p++;
-    }
-    return p[-1] != '/';
-}
-
-static int artifact_put_tx(store *s, const char *id, const char *dir, const char *metadata,
-                           const struct artifact_file *files, size_t nfiles, int64_t bytes, gq_err *e)
-{
-    sqlite3_stmt *del = s->st[ST_ART_DELETE], *ins = s->st[ST_ART_INSERT], *fins = s->st[ST_ART_FILE_INSERT];
-    int64_t seq;
-    enum job_status status;
-    int rc;
-    if ((rc = job_lookup(&seq, &status, s, id, e)) < 0)
-        return rc;
-    bind_i64(s, del, 1, seq);   /* the earlier artifact's files go by ON DELETE CASCADE */
-    if ((rc = run(s, del, e)) < 0)
-        return rc;
-    bind_i64(s, ins, 1, seq);
-    bind_text(s, ins, 2, dir);
-    bind_i64(s, ins, 3, store_now_ms());
-    bind_i64(s, ins, 4, bytes);
-    bind_text(s, ins, 5, metadata ? metadata : "{}");
-    if ((rc = run(s, ins, e)) < 0)
-        return rc;
-    for (size_t i = 0; i < nfiles; i++) {
-        bind_i64(s, fins, 1, seq);
-        bind_text(s, fins, 2, files[i].name);
-        bind_i64(s, fins, 3, files[i].size);
-        bind_text(s, fins, 4, files[i].sha256);
-        if ((rc = run(s, fins, e)) < 0) {
-            if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
-                char q[64];
-                rc = GQ_FAIL(e, GQ_EINVAL, "artifact file %s is listed twice",
-                             gq_err_quote(q, sizeof(q), files[i].name));
-            }
-            return rc;
-        }
-    }
-    return 0;
-}
-
-int store_artifact_put(store *s, const char *id, const char *dir, const char *metadata,
-                       const struct artifact_file *files, size_t nfiles, gq_err *e)
-{
-    int64_t bytes = 0;
-    char q[64];
-    int rc;
-    GQ_ASSERT_ARG(e, s != NULL && id != NULL && dir != NULL && (files != NULL || nfiles == 0));
-    for (size_t i = 0; i < nfiles; i++) {
-        if (!safe_relative(files[i].name))
-            return GQ_FAIL(e, GQ_EINVAL, "artifact file name %s must be a relative path without \"..\"",
-                           files[i].name ? gq_err_quote(q, sizeof(q), files[i].name) : "(null)");
-        if (files[i].size < 0 || files[i].size > INT64_MAX - bytes)
-            return GQ_FAIL(e, GQ_EINVAL, "artifact file %s has a bad size %lld",
-                           gq_err_quote(q, sizeof(q), files[i].name), (long long)files[i].size);
-        bytes += files[i].size;
-    }
-    rc = tx_begin(s, e);
-    return rc < 0 ? rc : tx_end(s, artifact_put_tx(s, id, dir, metadata, files, nfiles, bytes, e), e);
-}
-
-static int file_from_row(void *dst, sqlite3_stmt *st, gq_err *e)
-{
-    struct artifact_file *f = dst;
-    int oom = 0;
-    if (!(f->name = col_dup(st, 0, &oom)))
-        return GQ_FAIL(e, GQ_ENOMEM, "out of memory");
-    f->size = sqlite3_column_int64(st, 1);
-    col_copy(f->sha256, sizeof(f->sha256), st, 2);
-    return 0;
-}
-
-static int artifact_get_tx(struct artifact **out, store *s, const char *id, gq_err *e)
-{
-    sqlite3_stmt *st = s->st[ST_ART_GET], *fst = s->st[ST_ART_FILES];
-    struct artifact *a = NULL;
-    int64_t seq;
-    enum job_status status;
-    char q[64];
-    int rc, oom = 0;
-    bind_text(s, st, 1, id);
-    if ((rc = step(s, st, e)) < 0)
-        goto done;
-    if (rc == SQLITE_DONE) {
-        rs(s, st);
-        if ((rc = job_lookup(&seq, &status, s, id, e)) == 0)
-            rc = GQ_FAIL(e, GQ_ENOTFOUND, "job %s has no artifact", gq_err_quote(q, sizeof(q), id));
-        goto done;
-    }
-    if (!(a = calloc(1, sizeof(*a)))) {
-        rc = GQ_FAIL(e, GQ_ENOMEM, "out of memory");
-        goto done;
-    }
-    seq = sqlite3_column_int64(st, 0);
-    a->dir = col_dup(st, 1, &oom);
-    a->created_ms = sqlite3_column_int64(st, 2);
-    a->bytes = sqlite3_column_int64(st, 3);
-    a->metadata = col_dup(st, 4, &oom);
-    rs(s, st);
-    if (oom || !a->dir || !a->metadata) {
-        rc = GQ_FAIL(e, GQ_ENOMEM, "out of memory");
-        goto done;
-    }
-    bind_i64(s, fst, 1, seq);
-    if ((rc = collect(&a->files, &a->nfiles, NULL, s, fst, SIZE_MAX, sizeof(*a->files), file_from_row, file_clear,
-                      e)) < 0)
-        goto done;
-    *out = a;
-    a = NULL;
-    rc = 0;
-done:
-    rs(s, st);
-    rs(s, fst);
-    artifact_free(a);
-    return rc;
-}
-
-int store_artifact_get(struct artifact **out, store *s, const char *id, gq_err *e)
-{
-    int rc;
-    GQ_ASSERT_ARG(e, out != NULL && s != NULL && id != NULL);
-    /* a read transaction: the row and its files from one snapshot */
-    rc = tx_begin_read(s, e);
-    return rc < 0 ? rc : tx_end(s, artifact_get_tx(out, s, id, e), e);
-}
-
-static int dir_from_row(void *dst, sqlite3_stmt *st, gq_err *e)
-{
-    int oom = 0;
-    char *d = col_dup(st, 0, &oom);
-    if (!d)
-        return GQ_FAIL(e, GQ_ENOMEM, "out of memory");
-    memcpy(dst, &d, sizeof(d));
-    return 0;
-}
-
-static void dir_clear(void *p)
-{
-    char *d;
-    memcpy(&d, p, sizeof(d));
-    free(d);
-}
-
-int store_artifact_dirs(char ***out, size_t *n, store *s, gq_err *e)
-{
-    GQ_ASSERT_ARG(e, out != NULL && n != NULL && s != NULL);
-    return collect(out, n, NULL, s, s->st[ST_ART_DIRS], SIZE_MAX, sizeof(**out), dir_from_row, dir_clear, e);
-}
-
-/* ---- webhook deliveries ---- */
-
-static int webhook_add_tx(store *s, const char *job_id, const char *url, const char *body, gq_err *e)
-{
-    sqlite3_stmt *st = s->st[ST_HOOK_ADD];
-    int64_t seq;
-    enum job_status status;
-    int rc;
-    if ((rc = job_lookup(&seq, &status, s, job_id, e)) < 0)
-        return rc;
-    bind_i64(s, st, 1, seq);
-    bind_text(s, st, 2, url);
-    bind_text(s, st, 3, body);
-    bind_i64(s, st, 4, store_now_ms());
-    return run(s, st, e);
-}
-
-int store_webhook_add(store *s, const char *job_id, const char *url, const char *body, gq_err *e)
-{
-    int rc;
-    GQ_ASSERT_ARG(e, s != NULL && job_id != NULL && url != NULL && body != NULL);
-    rc = tx_begin(s, e);
-    return rc < 0 ? rc : tx_end(s, webhook_add_tx(s, job_id, url, body, e), e);
-}
-
-static int hook_from_row(void *dst, sqlite3_stmt *st, gq_err *e)
-{
-    struct webhook *w = dst;
-    int oom = 0;
-    w->seq = sqlite3_column_int64(st, 0);
-    col_copy(w->job_id, sizeof(w->job_id), st, 1);
-    w->url = col_dup(st, 2, &oom);
-    w->body = col_dup(st, 3, &oom);
-    w->attempts = sqlite3_column_int(st, 4);
-    if (oom || !w->url || !w->body) {
-        free(w->url);
-        free(w->body);
-        return GQ_FAIL(e, GQ_ENOMEM, "out of memory");
-    }
-    return 0;
-}
-
-int store_webhooks_due(struct webhook **out, size_t *n, store *s, int64_t now_ms, size_t limit, gq_err *e)
-{
-    sqlite3_stmt *st;
-    GQ_ASSERT_ARG(e, out != NULL && n != NULL && s != NULL);
-    st = s->st[ST_HOOKS_DUE];
-    if (limit < 1)
-        return GQ_FAIL(e, GQ_EINVAL, "limit must be >= 1");
-    bind_i64(s, st, 1, now_ms);
-    bind_i64(s, st, 2, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
-    return collect(out, n, NULL, s, st, limit, sizeof(**out), hook_from_row, hook_clear, e);
-}
-
-int store_webhook_result(store *s, int64_t seq, int ok, int64_t next_ms, const char *error, gq_err *e)
-{
-    sqlite3_stmt *st;
-    int rc;
-    GQ_ASSERT_ARG(e, s != NULL);
-    st = s->st[ST_HOOK_RESULT];
-    if ((rc = tx_begin(s, e)) < 0)
-        return rc;
-    bind_i64(s, st, 1, seq);
-    bind_i64(s, st, 2, ok != 0);
-    bind_i64(s, st, 3, next_ms);
-    bind_i64(s, st, 4, store_now_ms());
-    bind_text(s, st, 5, error);
-    if ((rc = run(s, st, e)) == 0 && sqlite3_changes(s->db) == 0)
-        rc = GQ_FAIL(e, GQ_ENOTFOUND, "webhook delivery %lld does not exist or is finished", (long long)seq);
-    return tx_end(s, rc, e);
-}
-
-int store_webhook_next_due(int64_t *out, store *s, gq_err *e)
-{
-    sqlite3_stmt *st;
-    int rc;
-    GQ_ASSERT_ARG(e, out != NULL && s != NULL);
-    st = s->st[ST_HOOK_NEXT];
-    if ((rc = step(s, st, e)) == SQLITE_ROW) {
-        *out = col_i64(st, 0, -1);
-        rc = 0;
-    } else if (rc == SQLITE_DONE) {
-        *out = -1;
-        rc = 0;
-    }
-    rs(s, st);
-    return rc;
+    st_bind_i64(s, st, 1, seq);
+    st_bind_i64(s, st, 2, after_seq);
+    st_bind_i64(s, st, 3, (int64_t)limit + 1);
+    return st_collect(out, n, more, s, st, limit, sizeof(**out), event_from_row, event_clear, e);
 }
