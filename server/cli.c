@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "blas_env.h"
 #include "buf.h"
 #include "calib.h"
 #include "cli.h"
@@ -906,6 +907,7 @@ int main(int argc, char **argv)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     char q[128];
 
+    blas_env_select();   /* may re-execute with OPENBLAS_CORETYPE set */
     gq_log_setup(GQ_LOG_INFO, 0, "gptq");
     if (argc < 2) {
         gq_log(GQ_LOG_ERROR, "no command given");

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "blas_env.h"
 #include "options.h"
 #include "http.h"
 #include "log.h"
@@ -113,6 +114,7 @@ int main(int argc, char **argv)
     gq_log_level level;
     char abs_data[PATH_MAX];
 
+    blas_env_select();   /* may re-execute with OPENBLAS_CORETYPE set */
     rc = options_parse(&cfg, argc - 1, argv + 1, &e);
     if (rc == 1)
         return 0;

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blas_env.h"
 #include "model.h"
 #include "ref_forward.h"
 #include "test.h"
@@ -394,6 +395,7 @@ static void test_forward_fixtures__qwen3_qk_norm_weights(void)
 
 int main(void)
 {
+    blas_env_select();   /* full-speed kernels where OpenBLAS misdetects the CPU */
     t_prog = "test_forward_fixtures";
     RUN(test_forward_fixtures__llama_config);
     RUN(test_forward_fixtures__mistral_config);

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "blas_env.h"
 #include "gptq.h"
 #include "mem.h"
 #include "quant.h"
@@ -1287,6 +1288,7 @@ done:
 
 int main(void)
 {
+    blas_env_select();   /* full-speed kernels where OpenBLAS misdetects the CPU */
     t_prog = "test_gptq";
     RUN(test_gptq__params_check);
     RUN(test_gptq__hessian);

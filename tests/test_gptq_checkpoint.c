@@ -30,6 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blas_env.h"
 #include "config.h"
 #include "dtype.h"
 #include "json.h"
@@ -998,6 +999,7 @@ done:
 
 int main(void)
 {
+    blas_env_select();   /* full-speed kernels where OpenBLAS misdetects the CPU */
     t_prog = "test_gptq_checkpoint";
     RUN(test_gptq_checkpoint__naive_packer_matches_pack);
     RUN(test_gptq_checkpoint__llama_4bit_g32_sym_v1);

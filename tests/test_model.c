@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blas_env.h"
 #include "forward.h"
 #include "mem.h"
 #include "model.h"
@@ -1194,6 +1195,7 @@ static void test_model__cli_eval(void)
 
 int main(void)
 {
+    blas_env_select();   /* full-speed kernels where OpenBLAS misdetects the CPU */
     t_prog = "test_model";
     RUN(test_model__logits_match_transformers);
     RUN(test_model__perplexity_matches_transformers);

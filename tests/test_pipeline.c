@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "blas_env.h"
 #include "calib.h"
 #include "dynamic.h"
 #include "json.h"
@@ -366,6 +367,7 @@ static void test_pipeline__errors_leave_nothing(void)
 
 int main(void)
 {
+    blas_env_select();   /* full-speed kernels where OpenBLAS misdetects the CPU */
     t_prog = "test_pipeline";
     if (!mkdtemp(tmp)) {
         perror("mkdtemp");

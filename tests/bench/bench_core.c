@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "blas_env.h"
 #include "dtype.h"
 #include "gptq.h"
 #include "mem.h"
@@ -63,6 +64,7 @@ static void report(const char *name, double s, double flops, size_t peak, const 
 
 int main(void)
 {
+    blas_env_select();   /* full-speed kernels where OpenBLAS misdetects the CPU */
     size_t n = env_size("BENCH_N", 4096), tokens = env_size("BENCH_TOKENS", 32768);
     size_t batch = 4096, rows = n;
     float *a = NULL, *b = NULL, *c = NULL, *x = NULL, *w = NULL;

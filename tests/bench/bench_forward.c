@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blas_env.h"
 #include "dtype.h"
 #include "model.h"
 #include "safetensors.h"
@@ -61,6 +62,7 @@ static int put(st_writer *w, const char *name, size_t n, float scale, gq_err *e)
 
 int main(void)
 {
+    blas_env_select();   /* full-speed kernels where OpenBLAS misdetects the CPU */
     static const struct { const char *name; int64_t r, c; } t[] = {
         {"model.embed_tokens.weight", 256, HID},
         {"model.norm.weight", HID, -1},

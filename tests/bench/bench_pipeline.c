@@ -64,6 +64,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blas_env.h"
 #include "calib.h"
 #include "dtype.h"
 #include "model.h"
@@ -807,6 +808,7 @@ static int bench_llama(const char *tmp)
 
 int main(void)
 {
+    blas_env_select();   /* full-speed kernels where OpenBLAS misdetects the CPU */
     char tmp[] = "/tmp/gptq-benchpipe-XXXXXX";
     int rc = 1;
 
