@@ -899,6 +899,10 @@ static void usage(FILE *out)
     fprintf(out, "usage: gptq COMMAND [ARGS]    (gptq COMMAND --help for details)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nOpenBLAS: when it picks generic kernels on a CPU it does not know, gptq\n"
+                 "re-executes itself once with OPENBLAS_CORETYPE set to what the CPU runs\n"
+                 "(SkylakeX or Haswell); a set OPENBLAS_CORETYPE is kept, GQ_BLAS_KEEP=1 turns\n"
+                 "this off.\n");
     fprintf(out, "\nexit status: 0 ok, 1 runtime error, 2 usage error\n");
 }
 

@@ -104,7 +104,9 @@ const char options_usage[] =
     "\n"
     "The Hub: HF_ENDPOINT, HF_TOKEN (or the token file), HF_HUB_CACHE, HF_HOME as\n"
     "huggingface_hub reads them.  SIGTERM/SIGINT: stop accepting, stop running jobs\n"
-    "at a block boundary and re-queue them, close the database.\n";
+    "at a block boundary and re-queue them, close the database.  OpenBLAS: generic\n"
+    "kernels on an unknown CPU make gptqd re-execute once with OPENBLAS_CORETYPE set\n"
+    "(a set one is kept; GQ_BLAS_KEEP=1 turns this off).\n";
 
 static int parse_bytes(long long *out, const char *s)
 {
