@@ -140,14 +140,9 @@ static void test_pipeline__fixture_quality(void)
         opt.gptq.damp_percent = 0.01;
         opt.gptq.block_size = 128;
         opt.source_model_id = "tiny-qwen2-gcide";
-        /* the in-memory evaluation is checked against the files once; after
-         * that only the files' perplexity (what the loaders see) is measured,
-         * which halves the evaluation cost of the other configs */
-        if (nconf == 1) {
-            opt.eval_ids = eval;
-            opt.eval_blocks = nids / 256;
-            opt.eval_seqlen = 256;
-        }
+        opt.eval_ids = eval;
+        opt.eval_blocks = nids / 256;
+        opt.eval_seqlen = 256;
         snprintf(out, sizeof(out), "%s/%s", tmp, name);
         if (quantize_model(&rep, model_dir, out, &cal, &opt, NULL, NULL, NULL, &e) < 0) {
             CHECK_MSG(0, "%s: %s", name, e.msg);
@@ -159,11 +154,8 @@ static void test_pipeline__fixture_quality(void)
                nref ? ref / (double)nref : NAN, rtn, max_ppl, rep.seconds,
                ppl <= max_ppl && ppl < rtn ? "" : "  <-- FAIL");
         /* the files give what the in-memory model gave (scales are stored in fp16) */
-        if (nconf == 1)
-            CHECK_MSG(fabs(ppl - rep.eval_ppl) <= 2e-4 * rep.eval_ppl, "%s: read back %.5f, in memory %.5f", name,
-                      ppl, rep.eval_ppl);
-        else
-            CHECK(isnan(rep.eval_ppl));
+        CHECK_MSG(fabs(ppl - rep.eval_ppl) <= 2e-4 * rep.eval_ppl, "%s: read back %.5f, in memory %.5f", name, ppl,
+                  rep.eval_ppl);
         CHECK_MSG(ppl <= max_ppl, "%s: perplexity %.5f above max_ppl %.5f", name, ppl, max_ppl);
         CHECK_MSG(ppl < rtn, "%s: perplexity %.5f not below RTN's %.5f", name, ppl, rtn);
         CHECK_EQ_INT(rep.quantized, 28);
