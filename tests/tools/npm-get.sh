@@ -19,6 +19,7 @@ limit=${NPM_SETUP_TIMEOUT:-180}
 fail() { echo "$*" >&2; exit 1; }
 
 command -v node >/dev/null 2>&1 || fail "node is not installed"
+command -v timeout >/dev/null 2>&1 || fail "timeout(1) is not installed"
 loads() {
     node -e '
         const p = require(process.argv[1] + "/" + process.argv[2] + "/package.json");
@@ -30,17 +31,23 @@ if ! loads; then
     command -v npm >/dev/null 2>&1 || fail "npm is not installed (needed for $spec)"
     mkdir -p "$prefix" || fail "cannot create $prefix"
     exec 9>"$prefix/.lock"
-    command -v flock >/dev/null 2>&1 && flock -w "$limit" 9
+    if command -v flock >/dev/null 2>&1; then
+        flock -w "$limit" 9 || fail "another install holds $prefix/.lock"
+    fi
     if ! loads; then
         [ -f "$prefix/package.json" ] || echo '{"private": true}' >"$prefix/package.json"
         echo "npm-get: installing $spec into $prefix" >&2
         # saved to PREFIX/package.json: npm prunes unsaved packages when it
         # installs another one into the same prefix
-        if ! PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout "$limit" \
+        log="$prefix/install-${name//\//_}.log"
+        PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout "$limit" \
             npm install --prefix "$prefix" --no-audit --no-fund --fetch-retries=1 \
-            --fetch-timeout=30000 "$spec" >"$prefix/install-$name.log" 2>&1; then
-            reason=$(grep -m1 -E 'npm (ERR!|error) (code|network|request)' "$prefix/install-$name.log")
-            fail "npm install $spec failed${reason:+ ($reason)}; see $prefix/install-$name.log"
+            --fetch-timeout=30000 "$spec" >"$log" 2>&1
+        status=$?
+        [ "$status" -eq 124 ] && fail "npm install $spec timed out after ${limit}s (registry unreachable?); see $log"
+        if [ "$status" -ne 0 ]; then
+            reason=$(grep -m1 -E 'npm (ERR!|error) (code|network|request)' "$log")
+            fail "npm install $spec failed (exit $status${reason:+: $reason}); see $log"
         fi
         loads || fail "$spec installed in $modules but does not load"
     fi
