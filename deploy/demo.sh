@@ -68,17 +68,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'echo; exit 130' INT TERM
+. "$root/tests/tools/servers.sh"   # wait_file, port_url
 
-# wait_file FILE PID: until FILE is non-empty (20 s), while PID lives
-wait_file() {
-    local i
-    for i in $(seq 1 200); do
-        [ -s "$1" ] && return 0
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
 log_tail() {
     echo "--- $1 (last lines)" >&2
     tail -n 20 "$1" >&2
@@ -127,7 +118,7 @@ fi
 # ---- the servers ----
 "$fakehub" --port-file "$dir/hub.url" "$repo=$model_dir" >"$dir/fakehub.log" 2>&1 &
 pids+=($!)
-wait_file "$dir/hub.url" $! || {
+wait_file "$dir/hub.url" $! 20 || {
     log_tail "$dir/fakehub.log"
     die "the fake Hub did not start"
 }
@@ -140,15 +131,11 @@ env -u HF_HUB_CACHE -u HF_HOME -u HF_TOKEN -u GPTQD_TOKENS HF_ENDPOINT="$hub" \
     --data-dir "$dir/var" >"$dir/gptqd.log" 2>&1 &
 pids+=($!)
 gptqd_pid=$!
-wait_file "$dir/gptqd.port" "$gptqd_pid" || {
+wait_file "$dir/gptqd.port" "$gptqd_pid" 20 || {
     log_tail "$dir/gptqd.log"
     die "gptqd did not start (its log: $dir/gptqd.log)"
 }
-port=$(head -n 1 "$dir/gptqd.port")
-case "$port" in
-    *:*) url="http://$port" ;;
-    *) url="http://127.0.0.1:$port" ;;
-esac
+url=$(port_url "$dir/gptqd.port")
 echo "demo: gptqd $("$gptqd" --version 2>/dev/null | head -n 1) at $url, database $dir/gptqd.db"
 
 # api METHOD PATH [curl args]: the body in $resp, the HTTP status in $code

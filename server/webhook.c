@@ -158,12 +158,12 @@ static int v4_private(uint32_t a)   /* host byte order */
 static int v6_private(const unsigned char *b)
 {
     static const unsigned char zero[16];
+    uint32_t v4 = (uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15];
     if (!memcmp(b, zero, 15) && (b[15] == 0 || b[15] == 1))
         return 1;   /* :: and ::1 */
-    if (!memcmp(b, zero, 10) && b[10] == 0xff && b[11] == 0xff)   /* ::ffff:a.b.c.d */
-        return v4_private((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15]);
-    if (b[0] == 0 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && !memcmp(b + 4, zero, 8))   /* 64:ff9b::/96 NAT64 */
-        return v4_private((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15]);
+    if ((!memcmp(b, zero, 10) && b[10] == 0xff && b[11] == 0xff) ||                      /* ::ffff:a.b.c.d */
+        (b[0] == 0 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && !memcmp(b + 4, zero, 8)))   /* 64:ff9b::/96 */
+        return v4_private(v4);
     return (b[0] & 0xfe) == 0xfc ||                   /* fc00::/7 unique local */
            (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) ||   /* fe80::/10 link-local */
            (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) ||   /* fec0::/10 site-local (deprecated) */

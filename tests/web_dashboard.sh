@@ -70,16 +70,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# wait_file FILE PID: until FILE is non-empty (10 s), while PID lives
-wait_file() {
-    local i
-    for i in $(seq 1 100); do
-        [ -s "$1" ] && return 0
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
+. tests/tools/servers.sh   # wait_file, port_url
 fail_setup() {
     say "FAIL: $1"
     for log in "$tmp"/*.log; do
@@ -97,7 +88,7 @@ hub=$(head -n 1 "$tmp/hub.url")
 
 # start_gptqd NAME ARGS...: a daemon with its own state; its URL in $url
 start_gptqd() {
-    local name=$1 port
+    local name=$1
     shift
     mkdir -p "$tmp/$name"
     env -u HF_HUB_CACHE -u HF_TOKEN HF_ENDPOINT="$hub" "$gptqd" --listen=127.0.0.1:0 --port-file "$tmp/$name/port" \
@@ -105,11 +96,7 @@ start_gptqd() {
     pids+=($!)
     names+=("gptqd ($name)")
     wait_file "$tmp/$name/port" "$!" || fail_setup "gptqd ($name) did not start"
-    port=$(head -n 1 "$tmp/$name/port")
-    case "$port" in
-        *:*) url="http://$port" ;;
-        *) url="http://127.0.0.1:$port" ;;
-    esac
+    url=$(port_url "$tmp/$name/port")
 }
 start_gptqd open
 open_url=$url

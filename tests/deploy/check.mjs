@@ -224,14 +224,14 @@ await check('Dockerfile: the runtime packages provide every library gptqd links'
   }
   for (const p of listed) assert(deps.has(p), `the runtime package ${p} is not known to this machine's dpkg (misspelt?)`);
   const have = new Set();
-  const todo = [...listed, ...base];
-  while (todo.length) {
-    const p = todo.pop();
+  const pending = [...listed, ...base];
+  while (pending.length) {
+    const p = pending.pop();
     if (have.has(p)) continue;
     have.add(p);
     for (const alts of deps.get(p) || []) {
       const pick = alts.find((a) => deps.has(a));
-      if (pick) todo.push(pick);
+      if (pick) pending.push(pick);
     }
   }
   const ldd = execFileSync('ldd', [gptqd], { encoding: 'utf8' });
