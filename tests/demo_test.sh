@@ -27,7 +27,7 @@ finish() {
     skipped=2
     finish
 }
-for tool in curl jq; do
+for tool in curl jq sqlite3; do
     command -v "$tool" >/dev/null 2>&1 || {
         say "skip: $tool is not installed (deploy/install-deps.sh installs it)"
         skipped=2
@@ -89,12 +89,10 @@ run_demo() {
     done < <(sed -nE 's/^ +([0-9]+)  ([A-Za-z0-9_.-]+)$/\1 \2/p' "$out")
     expect "$name" "$out" "^  files         $n, [0-9]+ bytes:$" || return 1
     # the daemon kept it in its database, and is gone
-    if command -v sqlite3 >/dev/null 2>&1; then
-        status=$(sqlite3 "$dir/gptqd.db" "SELECT status FROM jobs WHERE id = '$id'" 2>&1)
-        if [ "$status" != succeeded ]; then
-            say "$name: FAIL: the database says '$status' for $id"
-            return 1
-        fi
+    status=$(sqlite3 "$dir/gptqd.db" "SELECT status FROM jobs WHERE id = '$id'" 2>&1)
+    if [ "$status" != succeeded ]; then
+        say "$name: FAIL: the database says '$status' for $id"
+        return 1
     fi
     if curl -s -o /dev/null --max-time 2 "$url/healthz"; then
         say "$name: FAIL: gptqd still answers at $url after the demo exited"
